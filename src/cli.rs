@@ -1,0 +1,187 @@
+//! Subcommands: `run`, `check` and `demo`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::config::{self, Config};
+use portcullis::routes::policy::Policy;
+use portcullis::{demo, server};
+use tracing_subscriber::EnvFilter;
+
+/// A reverse proxy that verifies Bearer JWTs and enforces per-route claim rules.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway with a config file (stops gracefully on SIGTERM or SIGINT).
+    Run {
+        /// The YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file (keys, certificates, rules) and print a summary; exit 1 on errors.
+    Check {
+        /// The YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Start the gateway from the demo config with a built-in echo backend, and print curl
+    /// commands with fresh demo tokens (dev-only keys from certs/).
+    Demo {
+        /// The demo config.
+        #[arg(short, long, default_value = "config/demo.yaml")]
+        config: PathBuf,
+        /// Where the echo backend listens (the demo config reads it as ${PORTCULLIS_DEMO_ECHO}).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        echo_addr: SocketAddr,
+        /// The dev-only RSA key that signs the demo tokens (PKCS#1 PEM).
+        #[arg(long, default_value = "certs/demo-signing-key.pem")]
+        signing_key: PathBuf,
+    },
+}
+
+pub fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            let config = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            print_warnings(&config);
+            let runtime = runtime(config.server.workers)?;
+            runtime.block_on(async {
+                let gateway = server::start(config).await?;
+                gateway.run_until_signal().await;
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { config, echo_addr, signing_key } => {
+            let runtime = runtime(None)?;
+            runtime.block_on(run_demo(&config, echo_addr, &signing_key))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().context("cannot build the async runtime")
+}
+
+fn print_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!("{}: {w}", config.file.display());
+    }
+}
+
+fn check(path: &Path) -> Result<ExitCode> {
+    portcullis::tls::install_crypto_provider();
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for d in &errors.0 {
+                eprintln!("error: {d}");
+            }
+            eprintln!("{}: {} error(s); nothing would be applied", path.display(), errors.0.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &config.warnings {
+        println!("warning: {}: {w}", path.display());
+    }
+    let s = &config.snapshot;
+    println!("{}: OK", path.display());
+    println!("listeners:");
+    for l in &config.listeners {
+        println!("  {} ({})", l.address, if l.tls.is_some() { "https, h2 + http/1.1" } else { "http" });
+    }
+    println!("upstreams:");
+    for u in &s.upstreams {
+        println!("  {} -> {}://{}", u.name, u.scheme, u.authority);
+    }
+    println!("providers:");
+    for p in s.providers.list() {
+        let algs: Vec<_> = p.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        println!(
+            "  {}: iss {} aud [{}] alg [{}] {} key(s), leeway {}s",
+            p.name,
+            p.issuer,
+            p.audiences.join(", "),
+            algs.join(", "),
+            p.keys.keys().len(),
+            p.leeway
+        );
+    }
+    println!("routes:");
+    for r in s.routes.routes() {
+        let methods = match &r.methods.0 {
+            None => "ANY".to_string(),
+            Some(list) => list.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+        };
+        let policy = match &r.policy {
+            Policy::Public => "public",
+            Policy::Optional => "optional",
+            Policy::Authenticated(None) => "authenticated",
+            Policy::Authenticated(Some(_)) => "authenticated + claims",
+        };
+        let path = match &r.path {
+            portcullis::routes::matcher::PathMatcher::Exact(p) => format!("= {p}"),
+            portcullis::routes::matcher::PathMatcher::Prefix(p) => format!("{}/*", p),
+        };
+        println!("  {}: {methods} {path} -> {} [{policy}]", r.name, s.upstreams[r.upstream].name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path) -> Result<()> {
+    let echo = demo::start_echo(echo_addr).await.with_context(|| format!("cannot start the echo backend on {echo_addr}"))?;
+    let vars = HashMap::from([("PORTCULLIS_DEMO_ECHO".to_string(), echo.to_string())]);
+    let config = config::load_with(config_path, &vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    print_warnings(&config);
+    let issuer = config
+        .snapshot
+        .providers
+        .list()
+        .first()
+        .map(|p| (p.issuer.clone(), p.audiences[0].clone()))
+        .context("the demo config has no provider")?;
+    let minter = demo::Minter::from_pem_file(signing_key, "demo-rsa-1", &issuer.0, &issuer.1)
+        .map_err(|e| anyhow::anyhow!("cannot load the demo signing key {}: {e}", signing_key.display()))?;
+    let gateway = server::start(config).await?;
+    let http = gateway.addresses().first().copied().context("the demo config has no listener")?;
+    let text = demo::instructions(&minter, http, gateway.addresses().get(1).copied()).map_err(anyhow::Error::msg)?;
+    println!("{text}");
+    gateway.run_until_signal().await;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Loading a config file: parse the YAML into `raw` types (unknown keys denied), then compile
+//! them into the typed snapshot the request path reads. Every problem is collected with its
+//! file, line, key path and what was expected; nothing is applied unless all of it is valid.
+
+pub mod compile;
+pub mod diagnostic;
+pub mod raw;
+pub mod values;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use diagnostic::{ConfigErrors, Diagnostic};
+
+use crate::state::Snapshot;
+
+/// A listening socket, plain HTTP or TLS.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    pub address: SocketAddr,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Process-wide limits and timeouts, with their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Runtime worker threads (default: number of CPUs).
+    pub workers: Option<usize>,
+    /// Largest request head (request line and headers) accepted, in bytes (default 65536).
+    pub max_header_bytes: usize,
+    /// Most request headers accepted (default 100).
+    pub max_headers: usize,
+    /// Most client connections open at once; further clients wait in the accept queue
+    /// (default 10000).
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head (default 10 s).
+    pub header_read_timeout: Duration,
+    /// Time a client has to finish the TLS handshake (default 10 s).
+    pub tls_handshake_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT (default 30 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            workers: None,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A fully validated config.
+#[derive(Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listeners: Vec<ListenerSpec>,
+    pub server: ServerSettings,
+    pub snapshot: Snapshot,
+    /// Non-fatal findings (for example JWKS keys that were skipped).
+    pub warnings: Vec<String>,
+}
+
+/// Loads and validates `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &HashMap::new())
+}
+
+/// Loads `path` with `vars` seen by `${VAR}` substitution ahead of the environment.
+pub fn load_with(path: &Path, vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic::new(path, None, "", format!("cannot read the config file: {e}"))])
+    })?;
+    let raw = values::with_overrides(vars, || parse(path, &text))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    compile::compile(path, &base, raw)
+}
+
+/// Parses YAML text into the raw config, naming the key path of the first problem.
+pub fn parse(path: &Path, text: &str) -> Result<raw::RawConfig, ConfigErrors> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        with_snippet: false,
+    };
+    let mut key_path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, raw::RawConfig>(de).map_err(|e| {
+            key_path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let location = e.location();
+        let key_path = if key_path == "." { String::new() } else { key_path };
+        ConfigErrors(vec![Diagnostic::new(path, location.as_ref(), key_path, plain_message(&e))])
+    })
+}
+
+/// The parser's message without the position it appends (the diagnostic prints that itself).
+fn plain_message(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    let text = match text.find(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    };
+    text.trim().to_string()
+}

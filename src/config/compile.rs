@@ -1,0 +1,588 @@
+//! Raw config → typed runtime values. Every check names the key path; all problems are
+//! collected before anything is returned, so a config is applied whole or not at all.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine;
+use http::uri::Scheme;
+use http::{HeaderName, Method, Uri};
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+use serde_saphyr::{Location, Spanned};
+
+use super::diagnostic::Collector;
+use super::raw::{RawCondition, RawConfig, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList};
+use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
+use crate::keys::{KeySet, VerifyKey, jwks, source};
+use crate::proxy::client::{Upstream, UpstreamSettings};
+use crate::proxy::headers::is_reserved_for_injection;
+use crate::routes::matcher::{MethodSet, PathMatcher};
+use crate::routes::policy::{ClaimTest, Condition, Policy};
+use crate::routes::{ClaimHeader, Route, RouteTable, TokenSources};
+use crate::state::Snapshot;
+use crate::tls;
+use crate::token::ClaimPath;
+use crate::token::verify::{Provider, Providers};
+
+/// Default largest token, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+/// Default clock-skew leeway, in seconds.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// Largest leeway accepted, in seconds.
+const MAX_LEEWAY_SECS: u64 = 600;
+
+/// Compiles a parsed file; `base` is the folder relative paths are resolved against.
+pub fn compile(file: &Path, base: &Path, raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut c = Collector::new(file);
+    let mut warnings = Vec::new();
+
+    let server = compile_server(&raw, &mut c);
+    let listeners = compile_listeners(&raw, base, &mut c);
+    let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, &mut c);
+    let providers = compile_providers(&raw.providers, base, &mut c, &mut warnings);
+    let routes = compile_routes(&raw.routes, &upstream_index, &providers, &mut c);
+
+    if !c.found.is_empty() {
+        return Err(ConfigErrors(c.found));
+    }
+    let used: HashSet<usize> = routes.iter().map(|r| r.upstream).collect();
+    for (i, upstream) in upstreams.iter().enumerate() {
+        if !used.contains(&i) {
+            warnings.push(format!("upstreams.{}: no route uses this upstream", upstream.name));
+        }
+    }
+    let (settings, realm, max_token_bytes, access_log) = server;
+    Ok(Config {
+        file: file.to_path_buf(),
+        listeners,
+        server: settings,
+        snapshot: Snapshot {
+            routes: RouteTable::new(routes),
+            providers: Providers::new(providers),
+            upstreams,
+            realm: realm.into(),
+            max_token_bytes,
+            access_log,
+        },
+        warnings,
+    })
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String, usize, bool) {
+    let s = &raw.server;
+    let d = ServerSettings::default();
+    let positive = |c: &mut Collector, key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => {
+            c.error(None, format!("server.{key}"), "expected a number greater than 0");
+            default
+        }
+        Some(v) => v,
+        None => default,
+    };
+    let settings = ServerSettings {
+        workers: s.workers.map(|w| positive(c, "workers", Some(w), 1)),
+        max_header_bytes: positive(c, "max_header_bytes", s.max_header_bytes, d.max_header_bytes),
+        max_headers: positive(c, "max_headers", s.max_headers, d.max_headers),
+        max_connections: positive(c, "max_connections", s.max_connections, d.max_connections),
+        header_read_timeout: s.header_read_timeout.map_or(d.header_read_timeout, |v| v.0),
+        tls_handshake_timeout: s.tls_handshake_timeout.map_or(d.tls_handshake_timeout, |v| v.0),
+        shutdown_timeout: s.shutdown_timeout.map_or(d.shutdown_timeout, |v| v.0),
+    };
+    if settings.max_header_bytes < 8192 {
+        c.error(None, "server.max_header_bytes", "expected at least 8192 bytes");
+    }
+    let max_token_bytes = positive(c, "max_token_bytes", s.max_token_bytes, DEFAULT_MAX_TOKEN_BYTES);
+    let realm = s.realm.clone().unwrap_or_else(|| "portcullis".to_string());
+    if realm.is_empty() || !realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        c.error(None, "server.realm", "expected printable ASCII without quotes or backslashes");
+    }
+    (settings, realm, max_token_bytes, s.access_log.unwrap_or(true))
+}
+
+fn compile_listeners(raw: &RawConfig, base: &Path, c: &mut Collector) -> Vec<ListenerSpec> {
+    if raw.listeners.is_empty() {
+        c.error(None, "listeners", "expected at least one listener");
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, spanned) in raw.listeners.iter().enumerate() {
+        let at = Some(&spanned.referenced);
+        let l = &spanned.value;
+        let address = match SocketAddr::from_str(l.address.as_str()) {
+            Ok(a) => a,
+            Err(_) => {
+                c.error(at, format!("listeners[{i}].address"), format!(
+                    "expected IP:PORT such as 0.0.0.0:8443 or [::1]:8080, found {:?}", l.address.as_str()
+                ));
+                continue;
+            }
+        };
+        if address.port() != 0 && !seen.insert(address) {
+            c.error(at, format!("listeners[{i}].address"), format!("{address} is listed twice"));
+        }
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => match tls::server_config(&resolve(base, t.certificate.as_str()), &resolve(base, t.private_key.as_str())) {
+                Ok(cfg) => Some(cfg),
+                Err(e) => {
+                    c.error(at, format!("listeners[{i}].tls"), e);
+                    None
+                }
+            },
+        };
+        out.push(ListenerSpec { address, tls });
+    }
+    out
+}
+
+fn compile_upstreams(raw: &BTreeMap<String, Spanned<RawUpstream>>, c: &mut Collector) -> (Vec<Upstream>, HashMap<String, usize>) {
+    let mut out = Vec::new();
+    let mut index = HashMap::new();
+    if raw.is_empty() {
+        c.error(None, "upstreams", "expected at least one upstream");
+    }
+    for (name, spanned) in raw {
+        let at = Some(&spanned.referenced);
+        let u = &spanned.value;
+        let key = format!("upstreams.{name}");
+        let d = UpstreamSettings::default();
+        let settings = UpstreamSettings {
+            connect_timeout: u.connect_timeout.map_or(d.connect_timeout, |v| v.0),
+            response_timeout: u.response_timeout.map_or(d.response_timeout, |v| v.0),
+            pool_idle_timeout: u.pool_idle_timeout.map_or(d.pool_idle_timeout, |v| v.0),
+            pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(d.pool_max_idle_per_host),
+        };
+        let Some((scheme, authority)) = parse_upstream_url(u.url.as_str(), &key, at, c) else { continue };
+        index.insert(name.clone(), out.len());
+        out.push(Upstream::new(name, scheme, authority, settings));
+    }
+    (out, index)
+}
+
+fn parse_upstream_url(url: &str, key: &str, at: Option<&Location>, c: &mut Collector) -> Option<(Scheme, http::uri::Authority)> {
+    let expected = "expected an http URL with host and port and no path, such as http://127.0.0.1:8080";
+    let Ok(uri) = Uri::from_str(url) else {
+        c.error(at, format!("{key}.url"), format!("{expected}, found {url:?}"));
+        return None;
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            c.error(at, format!("{key}.url"), "https upstreams are not supported yet; use http (TLS to upstreams is planned)");
+            return None;
+        }
+        _ => {
+            c.error(at, format!("{key}.url"), format!("{expected}, found {url:?}"));
+            return None;
+        }
+    }
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    match (uri.authority(), path_ok) {
+        (Some(a), true) if a.as_str().rsplit_once('@').is_none() => Some((Scheme::HTTP, a.clone())),
+        _ => {
+            c.error(at, format!("{key}.url"), format!("{expected}, found {url:?}"));
+            None
+        }
+    }
+}
+
+fn compile_providers(raw: &[Spanned<RawProvider>], base: &Path, c: &mut Collector, warnings: &mut Vec<String>) -> Vec<Provider> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    let mut issuers = HashSet::new();
+    for (i, spanned) in raw.iter().enumerate() {
+        let at = Some(&spanned.referenced);
+        let p = &spanned.value;
+        let key = format!("providers[{i}]");
+        let errors_before = c.found.len();
+        if p.name.is_empty() {
+            c.error(at, format!("{key}.name"), "expected a non-empty name");
+        } else if !names.insert(p.name.clone()) {
+            c.error(at, format!("{key}.name"), format!("provider name {:?} is used twice", p.name));
+        }
+        if p.issuer.as_str().is_empty() {
+            c.error(at, format!("{key}.issuer"), "expected the exact iss value of the tokens");
+        } else if !issuers.insert(p.issuer.0.clone()) {
+            c.error(at, format!("{key}.issuer"), format!("issuer {:?} is configured twice", p.issuer.as_str()));
+        }
+        if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
+            c.error(at, format!("{key}.audiences"), "expected a list of one or more accepted aud values");
+        }
+        let mut algorithms = Vec::new();
+        for (j, name) in p.algorithms.iter().enumerate() {
+            match name.parse::<Algorithm>() {
+                Ok(alg) if !algorithms.contains(&alg) => algorithms.push(alg),
+                Ok(_) => {}
+                Err(_) => c.error(at, format!("{key}.algorithms[{j}]"), format!(
+                    "expected one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512, found {name:?}"
+                )),
+            }
+        }
+        if p.algorithms.is_empty() {
+            c.error(at, format!("{key}.algorithms"), "expected a list of one or more allowed algorithms");
+        }
+        let leeway = p.leeway.map_or(DEFAULT_LEEWAY_SECS, |d| d.0.as_secs());
+        if leeway > MAX_LEEWAY_SECS {
+            c.error(at, format!("{key}.leeway"), format!("expected at most {MAX_LEEWAY_SECS}s"));
+        }
+        let keys = compile_keys(p, &key, at, &algorithms, base, c, warnings);
+        if c.found.len() == errors_before {
+            for alg in &algorithms {
+                if !keys.iter().any(|k: &VerifyKey| k.fits(*alg)) {
+                    warnings.push(format!("{key}: algorithm {alg:?} is allowed but no configured key can verify it"));
+                }
+            }
+            if keys.is_empty() {
+                c.error(at, key.clone(), "expected at least one key: jwks_file, public_keys or hmac_secret");
+            }
+        }
+        out.push(Provider {
+            name: p.name.as_str().into(),
+            issuer: p.issuer.0.clone(),
+            audiences: p.audiences.clone(),
+            algorithms,
+            keys: KeySet::new(keys),
+            leeway,
+            require_exp: p.require_exp.unwrap_or(true),
+        });
+    }
+    out
+}
+
+fn compile_keys(
+    p: &RawProvider,
+    key: &str,
+    at: Option<&Location>,
+    algorithms: &[Algorithm],
+    base: &Path,
+    c: &mut Collector,
+    warnings: &mut Vec<String>,
+) -> Vec<VerifyKey> {
+    let mut keys = Vec::new();
+    if let Some(file) = &p.jwks_file {
+        let path = resolve(base, file.as_str());
+        match std::fs::read(&path) {
+            Err(e) => c.error(at, format!("{key}.jwks_file"), format!("cannot read {}: {e}", path.display())),
+            Ok(bytes) => match jwks::parse(&bytes, algorithms, true) {
+                Err(e) => c.error(at, format!("{key}.jwks_file"), format!("{}: {e}", path.display())),
+                Ok(parsed) => {
+                    for why in parsed.skipped {
+                        warnings.push(format!("{key}.jwks_file: skipped {why}"));
+                    }
+                    if parsed.keys.is_empty() {
+                        c.error(at, format!("{key}.jwks_file"), format!("{}: no usable key", path.display()));
+                    }
+                    keys.extend(parsed.keys);
+                }
+            },
+        }
+    }
+    for (j, pk) in p.public_keys.iter().enumerate() {
+        let alg = match pk.algorithm.as_deref().map(str::parse::<Algorithm>) {
+            None => None,
+            Some(Ok(alg)) => Some(alg),
+            Some(Err(_)) => {
+                c.error(at, format!("{key}.public_keys[{j}].algorithm"), "expected an algorithm name such as RS256");
+                continue;
+            }
+        };
+        match source::load_pem_public_key(&resolve(base, pk.file.as_str()), pk.kid.clone(), alg) {
+            Ok(k) => keys.push(k),
+            Err(e) => c.error(at, format!("{key}.public_keys[{j}].file"), e),
+        }
+    }
+    if let Some(secret) = &p.hmac_secret {
+        let k = format!("{key}.hmac_secret");
+        let bytes = match (&secret.env, &secret.file) {
+            (Some(var), None) => std::env::var(var)
+                .map(String::into_bytes)
+                .map_err(|_| format!("environment variable {var} is not set")),
+            (None, Some(file)) => {
+                let path = resolve(base, file.as_str());
+                std::fs::read(&path)
+                    .map(|mut b| {
+                        while b.last().is_some_and(|x| *x == b'\n' || *x == b'\r') {
+                            b.pop();
+                        }
+                        b
+                    })
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
+            _ => Err("expected exactly one of env or file".to_string()),
+        };
+        let bytes = bytes.and_then(|b| {
+            if secret.base64 {
+                let text = String::from_utf8(b).map_err(|_| "the secret is not base64 text".to_string())?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
+                    .map_err(|_| "base64: true, but the secret is not base64".to_string())
+            } else {
+                Ok(b)
+            }
+        });
+        match bytes.and_then(|b| source::hmac_key(&b, secret.kid.clone())) {
+            Ok(k) => keys.push(k),
+            Err(e) => c.error(at, k, e),
+        }
+    }
+    keys
+}
+
+fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>, providers: &[Provider], c: &mut Collector) -> Vec<Route> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    if raw.is_empty() {
+        c.error(None, "routes", "expected at least one route (anything no route matches is denied)");
+    }
+    for (i, spanned) in raw.iter().enumerate() {
+        let at = Some(&spanned.referenced);
+        let r = &spanned.value;
+        let key = format!("routes[{i}]");
+        if r.name.is_empty() {
+            c.error(at, format!("{key}.name"), "expected a non-empty name");
+        } else if !names.insert(r.name.clone()) {
+            c.error(at, format!("{key}.name"), format!("route name {:?} is used twice", r.name));
+        }
+        let path = match (&r.path, &r.prefix) {
+            (Some(p), None) => check_route_path(p, &format!("{key}.path"), at, c).map(|p| PathMatcher::Exact(p.to_string())),
+            (None, Some(p)) => check_route_path(p, &format!("{key}.prefix"), at, c).map(PathMatcher::prefix),
+            _ => {
+                c.error(at, key.clone(), "expected exactly one of path (exact match) or prefix");
+                None
+            }
+        };
+        let methods = compile_methods(r.methods.as_deref(), &key, at, c);
+        let upstream = upstreams.get(&r.upstream).copied();
+        if upstream.is_none() {
+            let known: Vec<_> = upstreams.keys().map(String::as_str).collect();
+            c.error(at, format!("{key}.upstream"), format!(
+                "no upstream named {:?} (known: {})", r.upstream, known.join(", ")
+            ));
+        }
+        let policy = compile_policy(r, &key, at, c);
+        let needs_token = !matches!(policy, Some(Policy::Public));
+        if needs_token && providers.is_empty() {
+            c.error(at, format!("{key}.policy"), "this route checks tokens, but no providers are configured");
+        }
+        let allowed = r.providers.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(j, name)| {
+                    let found = providers.iter().position(|p| &*p.name == name);
+                    if found.is_none() {
+                        c.error(at, format!("{key}.providers[{j}]"), format!("no provider named {name:?}"));
+                    }
+                    found
+                })
+                .collect::<Vec<_>>()
+        });
+        let claim_headers = compile_claim_headers(&r.claim_headers, &key, at, c);
+        if matches!(policy, Some(Policy::Public)) && !claim_headers.is_empty() {
+            c.error(at, format!("{key}.claim_headers"), "a public route has no claims to put into headers");
+        }
+        for (field, value) in [("token_query_param", &r.token_query_param), ("token_cookie", &r.token_cookie)] {
+            if value.as_deref().is_some_and(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic() && !b"=;&,".contains(&b))) {
+                c.error(at, format!("{key}.{field}"), "expected a parameter or cookie name");
+            }
+        }
+        if let (Some(path), Some(upstream), Some(policy)) = (path, upstream, policy) {
+            out.push(Route {
+                name: r.name.as_str().into(),
+                path,
+                methods,
+                upstream,
+                policy,
+                providers: allowed,
+                claim_headers,
+                strip_authorization: r.strip_authorization,
+                token_sources: TokenSources { query_param: r.token_query_param.clone(), cookie: r.token_cookie.clone() },
+            });
+        }
+    }
+    out
+}
+
+fn check_route_path<'p>(p: &'p str, key: &str, at: Option<&Location>, c: &mut Collector) -> Option<&'p str> {
+    match crate::routes::path::normalize(p) {
+        Ok(n) if n == p => Some(p),
+        Ok(n) => {
+            c.error(at, key, format!("requests are matched in normal form, so {p:?} can never match; write {n:?}"));
+            None
+        }
+        Err(problem) => {
+            c.error(at, key, format!("{p:?} can never match a request: {problem}"));
+            None
+        }
+    }
+}
+
+fn compile_methods(raw: Option<&[String]>, key: &str, at: Option<&Location>, c: &mut Collector) -> MethodSet {
+    let Some(list) = raw else { return MethodSet(None) };
+    if list.is_empty() {
+        c.error(at, format!("{key}.methods"), "expected a list of methods, or no methods key for any method");
+    }
+    if list.iter().any(|m| m == "ANY") {
+        if list.len() > 1 {
+            c.error(at, format!("{key}.methods"), "ANY stands alone");
+        }
+        return MethodSet(None);
+    }
+    let mut methods = Vec::new();
+    for (j, m) in list.iter().enumerate() {
+        let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
+        match Method::from_bytes(m.as_bytes()) {
+            Ok(method) if valid => methods.push(method),
+            _ => c.error(at, format!("{key}.methods[{j}]"), format!(
+                "expected an upper-case method such as GET or POST, or ANY; found {m:?}"
+            )),
+        }
+    }
+    MethodSet(Some(methods))
+}
+
+fn compile_policy(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collector) -> Option<Policy> {
+    let kind = r.policy.unwrap_or(RawPolicy::Authenticated);
+    match (kind, &r.require) {
+        (RawPolicy::Public, None) => {
+            if r.providers.is_some() || r.token_query_param.is_some() || r.token_cookie.is_some() {
+                c.error(at, key.to_string(), "a public route reads no token: remove providers, token_query_param and token_cookie");
+            }
+            Some(Policy::Public)
+        }
+        (RawPolicy::Optional, None) => Some(Policy::Optional),
+        (RawPolicy::Authenticated, None) => Some(Policy::Authenticated(None)),
+        (RawPolicy::Authenticated, Some(cond)) => {
+            compile_condition(cond, &format!("{key}.require"), c).map(|c| Policy::Authenticated(Some(c)))
+        }
+        (_, Some(cond)) => {
+            c.error(Some(&cond.referenced), format!("{key}.require"), "require needs policy: authenticated (the default)");
+            None
+        }
+    }
+}
+
+const OPERATORS: &str = "equals, one_of, contains, contains_any, contains_all, scope, exists";
+
+fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collector) -> Option<Condition> {
+    let at = Some(&spanned.referenced);
+    let raw = &spanned.value;
+    let combinators = raw.all.is_some() as u8 + raw.any.is_some() as u8;
+    let operators = [
+        raw.equals.is_some(),
+        raw.one_of.is_some(),
+        raw.contains.is_some(),
+        raw.contains_any.is_some(),
+        raw.contains_all.is_some(),
+        raw.scope.is_some(),
+        raw.exists.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if combinators > 0 {
+        if combinators > 1 || operators > 0 || raw.claim.is_some() {
+            c.error(at, key, "all or any stands alone: put the claim tests inside its list");
+            return None;
+        }
+        let (name, list) = match (&raw.all, &raw.any) {
+            (Some(list), _) => ("all", list),
+            (_, Some(list)) => ("any", list),
+            _ => return None,
+        };
+        if list.is_empty() {
+            c.error(at, format!("{key}.{name}"), "expected one or more conditions");
+            return None;
+        }
+        let parts: Vec<_> = list
+            .iter()
+            .enumerate()
+            .map(|(i, item)| compile_condition(item, &format!("{key}.{name}[{i}]"), c))
+            .collect();
+        let parts: Option<Vec<_>> = parts.into_iter().collect();
+        return parts.map(|p| if name == "all" { Condition::All(p) } else { Condition::Any(p) });
+    }
+    let Some(claim) = &raw.claim else {
+        c.error(at, key, format!("expected claim with one of {OPERATORS}, or all/any with a list"));
+        return None;
+    };
+    let path = match ClaimPath::parse(claim) {
+        Ok(p) => p,
+        Err(e) => {
+            c.error(at, format!("{key}.claim"), e);
+            return None;
+        }
+    };
+    if operators != 1 {
+        c.error(at, key, format!("expected exactly one of {OPERATORS} beside claim"));
+        return None;
+    }
+    let mut scalar = |v: &Value, field: &str| -> bool {
+        let ok = matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+        if !ok {
+            c.error(at, format!("{key}.{field}"), "expected a string, number or boolean");
+        }
+        ok
+    };
+    let test = if let Some(v) = &raw.equals {
+        scalar(v, "equals").then(|| ClaimTest::Equals(v.clone()))
+    } else if let Some(v) = &raw.contains {
+        scalar(v, "contains").then(|| ClaimTest::Contains(v.clone()))
+    } else if let Some(list) = raw.one_of.as_ref().or(raw.contains_any.as_ref()).or(raw.contains_all.as_ref()) {
+        let field = if raw.one_of.is_some() { "one_of" } else if raw.contains_any.is_some() { "contains_any" } else { "contains_all" };
+        let ok = !list.is_empty() && list.iter().all(|v| scalar(v, field));
+        if list.is_empty() {
+            c.error(at, format!("{key}.{field}"), "expected a list of one or more values");
+        }
+        ok.then(|| match field {
+            "one_of" => ClaimTest::OneOf(list.clone()),
+            "contains_any" => ClaimTest::ContainsAny(list.clone()),
+            _ => ClaimTest::ContainsAll(list.clone()),
+        })
+    } else if let Some(scope) = &raw.scope {
+        let scopes: Vec<String> = match scope {
+            StringOrList::One(s) => s.split_whitespace().map(str::to_string).collect(),
+            StringOrList::Many(list) => list.clone(),
+        };
+        if scopes.is_empty() || scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+            c.error(at, format!("{key}.scope"), "expected one or more scope names without spaces");
+            None
+        } else {
+            Some(ClaimTest::Scope(scopes))
+        }
+    } else {
+        raw.exists.map(ClaimTest::Exists)
+    };
+    test.map(|test| Condition::Claim { path, test })
+}
+
+fn compile_claim_headers(raw: &BTreeMap<String, String>, key: &str, at: Option<&Location>, c: &mut Collector) -> Vec<ClaimHeader> {
+    let mut out = Vec::new();
+    for (header, claim) in raw {
+        let field = format!("{key}.claim_headers.{header}");
+        let name = match HeaderName::from_str(header) {
+            Ok(n) => n,
+            Err(_) => {
+                c.error(at, field, format!("{header:?} is not a valid header name"));
+                continue;
+            }
+        };
+        if is_reserved_for_injection(&name) {
+            c.error(at, field, format!("{header} is managed by the gateway or by HTTP itself and cannot carry a claim"));
+            continue;
+        }
+        match ClaimPath::parse(claim) {
+            Ok(path) => out.push(ClaimHeader { name, claim: path }),
+            Err(e) => c.error(at, field, e),
+        }
+    }
+    out
+}

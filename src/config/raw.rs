@@ -1,0 +1,146 @@
+//! A serde mirror of the YAML file. Unknown keys are errors; only `compile.rs` reads these types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::values::{Duration, Text};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listeners: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    pub server: RawServer,
+    pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub providers: Vec<Spanned<RawProvider>>,
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Text,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: Text,
+    pub private_key: Text,
+}
+
+/// Process-wide settings; every field has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub realm: Option<String>,
+    pub workers: Option<usize>,
+    pub max_token_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<Duration>,
+    pub tls_handshake_timeout: Option<Duration>,
+    pub shutdown_timeout: Option<Duration>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Text,
+    pub connect_timeout: Option<Duration>,
+    pub response_timeout: Option<Duration>,
+    pub pool_idle_timeout: Option<Duration>,
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    pub issuer: Text,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub jwks_file: Option<Text>,
+    #[serde(default)]
+    pub public_keys: Vec<RawPublicKey>,
+    pub hmac_secret: Option<RawSecret>,
+    pub leeway: Option<Duration>,
+    pub require_exp: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublicKey {
+    pub file: Text,
+    pub kid: Option<String>,
+    pub algorithm: Option<String>,
+}
+
+/// An HMAC secret: from an environment variable or a file, as text or base64.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<Text>,
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub base64: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub upstream: String,
+    pub policy: Option<RawPolicy>,
+    pub providers: Option<Vec<String>>,
+    pub require: Option<Spanned<RawCondition>>,
+    #[serde(default)]
+    pub claim_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub strip_authorization: bool,
+    pub token_query_param: Option<String>,
+    pub token_cookie: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPolicy {
+    Public,
+    Optional,
+    Authenticated,
+}
+
+/// One claim condition: a combinator (`all`, `any`) or one claim with exactly one operator.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    pub all: Option<Vec<Spanned<RawCondition>>>,
+    pub any: Option<Vec<Spanned<RawCondition>>>,
+    pub claim: Option<String>,
+    pub equals: Option<serde_json::Value>,
+    pub one_of: Option<Vec<serde_json::Value>>,
+    pub contains: Option<serde_json::Value>,
+    pub contains_any: Option<Vec<serde_json::Value>>,
+    pub contains_all: Option<Vec<serde_json::Value>>,
+    pub scope: Option<StringOrList>,
+    pub exists: Option<bool>,
+}
+
+/// `scope: "a b"` or `scope: [a, b]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}

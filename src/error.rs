@@ -1,0 +1,102 @@
+//! Error types, one enum per concern. `http/respond.rs` turns each request-side variant into
+//! exactly one status and reason code.
+
+use thiserror::Error;
+
+/// Why a presented token was not accepted. Each variant maps to one stable reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum TokenError {
+    #[error("token is larger than the configured maximum")]
+    Oversize,
+    #[error("token is not three base64url segments separated by two dots")]
+    Malformed,
+    #[error("token header is not valid base64url JSON")]
+    BadHeader,
+    #[error("token payload is not a valid base64url JSON object")]
+    BadPayload,
+    #[error("token uses alg none")]
+    AlgNone,
+    #[error("token alg is unknown or not supported")]
+    UnsupportedAlgorithm,
+    #[error("token alg is not allowed for this issuer")]
+    AlgorithmNotAllowed,
+    #[error("token header carries a critical extension the gateway does not understand")]
+    UnsupportedCrit,
+    #[error("token header embeds or points to a key (jwk, jku, x5u, x5c)")]
+    EmbeddedKey,
+    #[error("token has no iss claim")]
+    MissingIssuer,
+    #[error("token issuer is not accepted on this route")]
+    UnknownIssuer,
+    #[error("no key of the issuer matches the token's kid and alg")]
+    UnknownKey,
+    #[error("the key named by kid does not fit the token's alg")]
+    KeyAlgorithmMismatch,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token has no exp claim")]
+    MissingExpiry,
+    #[error("a time claim (exp, nbf, iat) is not a JSON number")]
+    BadTimeClaim,
+    #[error("token has no aud claim")]
+    MissingAudience,
+    #[error("token audience is not accepted")]
+    AudienceMismatch,
+    #[error("token iss is not a string")]
+    BadIssuer,
+}
+
+/// Why the request could not be authorized or forwarded; the single input of the response mapper.
+#[derive(Debug, Error)]
+pub enum RequestError {
+    #[error("no route matches the request")]
+    NoRoute,
+    #[error("the route does not allow this method")]
+    MethodNotAllowed,
+    #[error("the request path is ambiguous: {0}")]
+    AmbiguousPath(&'static str),
+    #[error("no bearer token was presented")]
+    MissingToken,
+    #[error("the credentials are malformed: {0}")]
+    InvalidRequest(&'static str),
+    #[error("token rejected: {0}")]
+    Token(#[from] TokenError),
+    #[error("claims do not satisfy the route: {0}")]
+    Denied(&'static str),
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Failures talking to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum UpstreamError {
+    #[error("could not connect to the upstream")]
+    Connect,
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("the upstream connection failed")]
+    Protocol,
+}
+
+/// Failures while starting the gateway (binding, TLS material, crypto self-test).
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("configuration is invalid:\n{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("cannot bind listener {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the JWT crypto self-test failed: {0}")]
+    CryptoSelfTest(&'static str),
+    #[error("cannot build the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}

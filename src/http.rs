@@ -1,0 +1,12 @@
+//! Steps 3–11 on one request: the pipeline (`service.rs`) and every synthetic response
+//! (`respond.rs`).
+
+pub mod respond;
+pub mod service;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// A response body: streamed from the upstream, or one the gateway wrote itself.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;

@@ -1,0 +1,212 @@
+//! Step 11: every error becomes a response here and nowhere else: one status and one stable
+//! reason code per variant, an RFC 6750 challenge where it applies, an RFC 9457 problem body.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::ProxyBody;
+use crate::error::{RequestError, TokenError, UpstreamError};
+
+/// Which `WWW-Authenticate` challenge a rejection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    None,
+    /// No credentials were sent: `Bearer realm="…"` only.
+    Bearer,
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope,
+}
+
+/// A synthetic response: status, reason code and challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub challenge: Challenge,
+    /// Human-readable, fixed text (never request data).
+    pub detail: &'static str,
+}
+
+impl Rejection {
+    const fn new(status: StatusCode, code: &'static str, challenge: Challenge, detail: &'static str) -> Self {
+        Rejection { status, code, challenge, detail }
+    }
+
+    const fn invalid_token(code: &'static str, detail: &'static str) -> Self {
+        Rejection::new(StatusCode::UNAUTHORIZED, code, Challenge::InvalidToken, detail)
+    }
+}
+
+/// Maps an error to its rejection. One arm per variant, no wildcard, so a new variant must be
+/// decided here.
+pub fn rejection(err: &RequestError) -> Rejection {
+    use StatusCode as S;
+    match err {
+        RequestError::NoRoute => Rejection::new(S::NOT_FOUND, "no_route", Challenge::None, "no route matches this request"),
+        RequestError::MethodNotAllowed => {
+            Rejection::new(S::METHOD_NOT_ALLOWED, "method_not_allowed", Challenge::None, "the route does not allow this method")
+        }
+        RequestError::AmbiguousPath(detail) => Rejection::new(S::BAD_REQUEST, "ambiguous_path", Challenge::None, detail),
+        RequestError::MissingToken => {
+            Rejection::new(S::UNAUTHORIZED, "missing_token", Challenge::Bearer, "a bearer token is required")
+        }
+        RequestError::InvalidRequest(detail) => {
+            Rejection::new(S::BAD_REQUEST, "invalid_request", Challenge::InvalidRequest, detail)
+        }
+        RequestError::Token(e) => token_rejection(*e),
+        RequestError::Denied(code) => Rejection::new(
+            S::FORBIDDEN,
+            code,
+            Challenge::InsufficientScope,
+            "the token does not grant access to this route",
+        ),
+        RequestError::Upstream(UpstreamError::Connect) => {
+            Rejection::new(S::BAD_GATEWAY, "upstream_unavailable", Challenge::None, "could not connect to the upstream")
+        }
+        RequestError::Upstream(UpstreamError::Protocol) => {
+            Rejection::new(S::BAD_GATEWAY, "upstream_error", Challenge::None, "the upstream connection failed")
+        }
+        RequestError::Upstream(UpstreamError::Timeout) => {
+            Rejection::new(S::GATEWAY_TIMEOUT, "upstream_timeout", Challenge::None, "the upstream did not answer in time")
+        }
+    }
+}
+
+fn token_rejection(e: TokenError) -> Rejection {
+    use TokenError as T;
+    let code = match e {
+        T::Oversize => "token_too_large",
+        T::Malformed => "malformed_token",
+        T::BadHeader => "malformed_header",
+        T::BadPayload => "malformed_payload",
+        T::AlgNone => "alg_none",
+        T::UnsupportedAlgorithm => "unsupported_algorithm",
+        T::AlgorithmNotAllowed => "algorithm_not_allowed",
+        T::UnsupportedCrit => "unsupported_crit",
+        T::EmbeddedKey => "embedded_key",
+        T::MissingIssuer => "missing_issuer",
+        T::UnknownIssuer => "issuer_mismatch",
+        T::BadIssuer => "issuer_mismatch",
+        T::UnknownKey => "unknown_key",
+        T::KeyAlgorithmMismatch => "key_algorithm_mismatch",
+        T::BadSignature => "bad_signature",
+        T::Expired => "token_expired",
+        T::NotYetValid => "token_not_yet_valid",
+        T::IssuedInFuture => "token_issued_in_future",
+        T::MissingExpiry => "missing_expiry",
+        T::BadTimeClaim => "invalid_time_claim",
+        T::MissingAudience => "missing_audience",
+        T::AudienceMismatch => "audience_mismatch",
+    };
+    Rejection::invalid_token(code, token_detail(e))
+}
+
+fn token_detail(e: TokenError) -> &'static str {
+    use TokenError as T;
+    match e {
+        T::Oversize => "the token is larger than allowed",
+        T::Malformed => "the token is not a compact JWS",
+        T::BadHeader => "the token header is malformed",
+        T::BadPayload => "the token payload is malformed",
+        T::AlgNone => "unsigned tokens are not accepted",
+        T::UnsupportedAlgorithm => "the token algorithm is not supported",
+        T::AlgorithmNotAllowed => "the token algorithm is not allowed",
+        T::UnsupportedCrit => "the token has a critical header extension",
+        T::EmbeddedKey => "keys embedded in or linked from the token are not accepted",
+        T::MissingIssuer => "the token has no issuer",
+        T::UnknownIssuer | T::BadIssuer => "the token issuer is not accepted",
+        T::UnknownKey => "the token signing key is unknown",
+        T::KeyAlgorithmMismatch => "the token algorithm does not fit its key",
+        T::BadSignature => "the token signature is invalid",
+        T::Expired => "the token has expired",
+        T::NotYetValid => "the token is not valid yet",
+        T::IssuedInFuture => "the token was issued in the future",
+        T::MissingExpiry => "the token has no expiry",
+        T::BadTimeClaim => "a token time claim is not a number",
+        T::MissingAudience => "the token has no audience",
+        T::AudienceMismatch => "the token audience is not accepted",
+    }
+}
+
+/// Renders a rejection: the challenge header, `Cache-Control: no-store`, a problem+json body.
+pub fn render(r: &Rejection, realm: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "type": format!("urn:portcullis:error:{}", r.code),
+        "title": r.status.canonical_reason().unwrap_or(""),
+        "status": r.status.as_u16(),
+        "detail": r.detail,
+        "reason": r.code,
+    });
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = r.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let challenge = match r.challenge {
+        Challenge::None => None,
+        Challenge::Bearer => Some(format!("Bearer realm=\"{realm}\"")),
+        Challenge::InvalidRequest => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+            r.detail
+        )),
+        Challenge::InvalidToken => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+            r.detail
+        )),
+        Challenge::InsufficientScope => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"",
+            r.detail
+        )),
+    };
+    if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_table() {
+        use StatusCode as S;
+        let cases: Vec<(RequestError, S, &str, Challenge)> = vec![
+            (RequestError::NoRoute, S::NOT_FOUND, "no_route", Challenge::None),
+            (RequestError::MethodNotAllowed, S::METHOD_NOT_ALLOWED, "method_not_allowed", Challenge::None),
+            (RequestError::AmbiguousPath("x"), S::BAD_REQUEST, "ambiguous_path", Challenge::None),
+            (RequestError::MissingToken, S::UNAUTHORIZED, "missing_token", Challenge::Bearer),
+            (RequestError::InvalidRequest("x"), S::BAD_REQUEST, "invalid_request", Challenge::InvalidRequest),
+            (TokenError::Expired.into(), S::UNAUTHORIZED, "token_expired", Challenge::InvalidToken),
+            (TokenError::BadSignature.into(), S::UNAUTHORIZED, "bad_signature", Challenge::InvalidToken),
+            (TokenError::UnknownKey.into(), S::UNAUTHORIZED, "unknown_key", Challenge::InvalidToken),
+            (TokenError::UnknownIssuer.into(), S::UNAUTHORIZED, "issuer_mismatch", Challenge::InvalidToken),
+            (RequestError::Denied("missing_claim"), S::FORBIDDEN, "missing_claim", Challenge::InsufficientScope),
+            (UpstreamError::Connect.into(), S::BAD_GATEWAY, "upstream_unavailable", Challenge::None),
+            (UpstreamError::Timeout.into(), S::GATEWAY_TIMEOUT, "upstream_timeout", Challenge::None),
+        ];
+        for (err, status, code, challenge) in cases {
+            let r = rejection(&err);
+            assert_eq!((r.status, r.code, r.challenge), (status, code, challenge), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn every_token_detail_is_a_valid_quoted_string() {
+        use TokenError::*;
+        for e in [
+            Oversize, Malformed, BadHeader, BadPayload, AlgNone, UnsupportedAlgorithm, AlgorithmNotAllowed,
+            UnsupportedCrit, EmbeddedKey, MissingIssuer, UnknownIssuer, UnknownKey, KeyAlgorithmMismatch,
+            BadSignature, Expired, NotYetValid, IssuedInFuture, MissingExpiry, BadTimeClaim, MissingAudience,
+            AudienceMismatch, BadIssuer,
+        ] {
+            let r = token_rejection(e);
+            assert!(!r.detail.contains(['"', '\\']), "{e:?}");
+            let response = render(&r, "portcullis");
+            assert!(response.headers().contains_key(WWW_AUTHENTICATE), "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The request path in code: one step per call into the module that owns it; errors travel by
+//! `?` to `handle`, which turns them into responses in one place.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::HOST;
+use http::uri::PathAndQuery;
+use http::{Request, Response};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use tracing::info;
+
+use super::ProxyBody;
+use super::respond;
+use crate::error::RequestError;
+use crate::proxy::{forward, headers};
+use crate::routes::policy::Policy;
+use crate::routes::{Miss, path};
+use crate::state::{AppState, Snapshot};
+use crate::token::{extract, verify};
+
+/// What a connection tells each of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+/// What the access line reports besides method, path and status.
+#[derive(Debug, Default)]
+struct Outcome {
+    route: Option<Arc<str>>,
+    subject: Option<String>,
+}
+
+/// Serves one request: runs the pipeline, maps any error to its response, logs one line.
+pub async fn handle(state: Arc<AppState>, conn: ConnInfo, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    // Step 3: one config snapshot for the whole request.
+    let snapshot = state.snapshot.load_full();
+    let method = request.method().clone();
+    let raw_path = snapshot.access_log.then(|| request.uri().path().to_string());
+    let mut outcome = Outcome::default();
+    let (response, reason) = match pipeline(&snapshot, conn, request, &mut outcome).await {
+        Ok(response) => (response, "allowed"),
+        Err(err) => {
+            let rejection = respond::rejection(&err);
+            (respond::render(&rejection, &snapshot.realm), rejection.code)
+        }
+    };
+    if let Some(path) = raw_path {
+        info!(
+            target: "access",
+            client = %conn.remote.ip(),
+            method = %method,
+            path = %path,
+            route = outcome.route.as_deref().unwrap_or("-"),
+            status = response.status().as_u16(),
+            reason,
+            subject = outcome.subject.as_deref().unwrap_or("-"),
+            latency_us = started.elapsed().as_micros() as u64,
+        );
+    }
+    Ok(response)
+}
+
+async fn pipeline(
+    snapshot: &Snapshot,
+    conn: ConnInfo,
+    request: Request<Incoming>,
+    outcome: &mut Outcome,
+) -> Result<Response<ProxyBody>, RequestError> {
+    // Step 3½: normalise the path once; the normal form is matched and forwarded.
+    let normalized = path::normalize(request.uri().path()).map_err(RequestError::AmbiguousPath)?;
+
+    // Step 4: route match; no match is denied and nothing is forwarded.
+    let route = snapshot.routes.find(request.method(), &normalized).map_err(|miss| match miss {
+        Miss::NoRoute => RequestError::NoRoute,
+        Miss::MethodNotAllowed => RequestError::MethodNotAllowed,
+    })?;
+    outcome.route = Some(route.name.clone());
+
+    // Steps 5–7: extract, screen and verify the token, unless the route is public.
+    let verified = match &route.policy {
+        Policy::Public => None,
+        policy => {
+            let presented = extract::extract(request.headers(), request.uri().query(), &route.token_sources)
+                .map_err(|e| RequestError::InvalidRequest(e.describe()))?;
+            match presented {
+                None if matches!(policy, Policy::Optional) => None,
+                None => return Err(RequestError::MissingToken),
+                Some(token) => Some(verify::verify(
+                    token,
+                    &snapshot.providers,
+                    route.providers.as_deref(),
+                    snapshot.max_token_bytes,
+                    unix_now(),
+                )?),
+            }
+        }
+    };
+    outcome.subject = verified
+        .as_ref()
+        .and_then(|v| v.claims.get("sub"))
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
+
+    // Step 8: claim policy.
+    if let (Policy::Authenticated(Some(condition)), Some(v)) = (&route.policy, &verified) {
+        condition.evaluate(&v.claims).map_err(|d| RequestError::Denied(d.code()))?;
+    }
+
+    // Step 9: header rewrite.
+    let path_and_query = forwarded_path(request.uri(), normalized)?;
+    let (mut parts, body) = request.into_parts();
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let ctx = headers::ForwardContext { client_ip: conn.remote.ip(), tls: conn.tls, host: host.as_deref() };
+    headers::rewrite_request(&mut parts.headers, route, verified.as_ref().map(|v| &*v.claims), ctx);
+
+    // Step 10: forward, bodies streamed.
+    let upstream = &snapshot.upstreams[route.upstream];
+    let mut response = forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
+    headers::rewrite_response(response.headers_mut());
+    Ok(response.map(Either::Left))
+}
+
+/// The path and query sent upstream: the normalised path and the query as received.
+fn forwarded_path(uri: &http::Uri, normalized: Cow<'_, str>) -> Result<PathAndQuery, RequestError> {
+    let invalid = |_| RequestError::AmbiguousPath("path cannot be forwarded");
+    match (normalized, uri.query()) {
+        (Cow::Borrowed(_), _) => match uri.path_and_query() {
+            Some(pq) => Ok(pq.clone()),
+            None => Ok(PathAndQuery::from_static("/")),
+        },
+        (Cow::Owned(p), None) => PathAndQuery::try_from(p).map_err(invalid),
+        (Cow::Owned(p), Some(q)) => PathAndQuery::try_from(format!("{p}?{q}")).map_err(invalid),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

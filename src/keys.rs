@@ -1,0 +1,165 @@
+//! Verification keys, built once at load: each knows its family, curve and allowed `alg`, so a
+//! token can only be checked with a key of the kind its `alg` names (no algorithm confusion).
+
+pub mod jwks;
+pub mod source;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+/// The kind of a verification key, with what matters for matching it to an `alg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+    Hmac,
+}
+
+impl KeyKind {
+    /// Whether a key of this kind may verify a token signed with `alg`.
+    pub fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            KeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            KeyKind::EcP256 => alg == ES256,
+            KeyKind::EcP384 => alg == ES384,
+            KeyKind::Ed25519 => alg == EdDSA,
+            KeyKind::Hmac => matches!(alg, HS256 | HS384 | HS512),
+        }
+    }
+
+    /// A short name for logs and `check`.
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyKind::Rsa => "RSA",
+            KeyKind::EcP256 => "EC P-256",
+            KeyKind::EcP384 => "EC P-384",
+            KeyKind::Ed25519 => "Ed25519",
+            KeyKind::Hmac => "HMAC",
+        }
+    }
+}
+
+/// One key a provider verifies with.
+#[derive(Clone)]
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub kind: KeyKind,
+    /// The only `alg` this key may verify, when its JWK or the config names one.
+    pub alg: Option<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    /// Whether this key may verify a token signed with `alg`.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        self.kind.fits(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+/// Why a token found no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMiss {
+    /// No key has the token's `kid` (or, without a kid, none fits the alg).
+    Unknown,
+    /// The key named by `kid` is of another kind than the token's `alg`.
+    Mismatch,
+}
+
+/// The keys of one provider.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<VerifyKey>,
+}
+
+/// The most keys tried for a token without `kid`.
+const MAX_KEYS_WITHOUT_KID: usize = 4;
+
+impl KeySet {
+    pub fn new(keys: Vec<VerifyKey>) -> Self {
+        KeySet { keys }
+    }
+
+    pub fn keys(&self) -> &[VerifyKey] {
+        &self.keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys to try for a token: the one with its `kid`, which must fit `alg`; without a kid,
+    /// the first few keys that fit `alg`.
+    pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<&VerifyKey>, KeyMiss> {
+        match kid {
+            Some(kid) => {
+                let mut named = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
+                named.peek().ok_or(KeyMiss::Unknown)?;
+                let fitting: Vec<_> = named.filter(|k| k.fits(alg)).collect();
+                if fitting.is_empty() { Err(KeyMiss::Mismatch) } else { Ok(fitting) }
+            }
+            None => {
+                let fitting: Vec<_> =
+                    self.keys.iter().filter(|k| k.fits(alg)).take(MAX_KEYS_WITHOUT_KID).collect();
+                if fitting.is_empty() { Err(KeyMiss::Unknown) } else { Ok(fitting) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Algorithm::*;
+
+    #[test]
+    fn kind_fits_table() {
+        let all = [HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA];
+        let table: &[(KeyKind, &[Algorithm])] = &[
+            (KeyKind::Rsa, &[RS256, RS384, RS512, PS256, PS384, PS512]),
+            (KeyKind::EcP256, &[ES256]),
+            (KeyKind::EcP384, &[ES384]),
+            (KeyKind::Ed25519, &[EdDSA]),
+            (KeyKind::Hmac, &[HS256, HS384, HS512]),
+        ];
+        for (kind, fitting) in table {
+            for alg in all {
+                assert_eq!(kind.fits(alg), fitting.contains(&alg), "{kind:?} {alg:?}");
+            }
+        }
+    }
+
+    fn key(kid: Option<&str>, kind: KeyKind, alg: Option<Algorithm>) -> VerifyKey {
+        VerifyKey { kid: kid.map(str::to_string), kind, alg, key: DecodingKey::from_secret(b"x") }
+    }
+
+    #[test]
+    fn candidates_table() {
+        let set = KeySet::new(vec![
+            key(Some("rsa"), KeyKind::Rsa, Some(RS256)),
+            key(Some("ec"), KeyKind::EcP256, None),
+            key(None, KeyKind::Rsa, None),
+        ]);
+        let count = |kid, alg| set.candidates(kid, alg).map(|c| c.len());
+        assert_eq!(count(Some("rsa"), RS256), Ok(1));
+        assert_eq!(count(Some("rsa"), PS256), Err(KeyMiss::Mismatch));
+        assert_eq!(count(Some("rsa"), HS256), Err(KeyMiss::Mismatch));
+        assert_eq!(count(Some("ec"), ES256), Ok(1));
+        assert_eq!(count(Some("ec"), ES384), Err(KeyMiss::Mismatch));
+        assert_eq!(count(Some("nope"), RS256), Err(KeyMiss::Unknown));
+        assert_eq!(count(None, RS256), Ok(2));
+        assert_eq!(count(None, PS256), Ok(1));
+        assert_eq!(count(None, EdDSA), Err(KeyMiss::Unknown));
+    }
+}

@@ -1,0 +1,112 @@
+//! Keys from local files: PEM public keys (parsed with `rustls-pki-types`, checked with
+//! aws-lc-rs) and HMAC secrets.
+
+use std::path::Path;
+
+use aws_lc_rs::signature::{self, ParsedPublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use rustls_pki_types::SubjectPublicKeyInfoDer;
+use rustls_pki_types::pem::PemObject;
+
+use super::{KeyKind, VerifyKey};
+
+/// Smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Smallest HMAC secret accepted, in bytes (RFC 7518 §3.2: at least the hash size of HS256).
+pub const MIN_HMAC_BYTES: usize = 32;
+
+/// Reads a `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo) file and finds its kind.
+pub fn load_pem_public_key(path: &Path, kid: Option<String>, alg: Option<Algorithm>) -> Result<VerifyKey, String> {
+    let spki = SubjectPublicKeyInfoDer::from_pem_file(path).map_err(|e| {
+        format!("cannot read a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) from {}: {e}", path.display())
+    })?;
+    let der = spki.as_ref();
+    let (kind, key) = classify_spki(der).ok_or_else(|| {
+        format!(
+            "{}: not an RSA ({MIN_RSA_BITS} bits or more), EC P-256, EC P-384 or Ed25519 public key",
+            path.display()
+        )
+    })?;
+    if let Some(alg) = alg {
+        if !kind.fits(alg) {
+            return Err(format!("{}: a {} key cannot verify {alg:?}", path.display(), kind.label()));
+        }
+    }
+    Ok(VerifyKey { kid, kind, alg, key })
+}
+
+/// The kind of a DER SubjectPublicKeyInfo and a decoding key for it, if it is one we verify with.
+fn classify_spki(der: &[u8]) -> Option<(KeyKind, DecodingKey)> {
+    if ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der).is_ok() {
+        let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der).ok()?.key_size_bits();
+        return (bits >= MIN_RSA_BITS).then(|| (KeyKind::Rsa, DecodingKey::from_rsa_der(der)));
+    }
+    if ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, der).is_ok() {
+        return Some((KeyKind::EcP256, DecodingKey::from_ec_der(der)));
+    }
+    if ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, der).is_ok() {
+        return Some((KeyKind::EcP384, DecodingKey::from_ec_der(der)));
+    }
+    if ParsedPublicKey::new(&signature::ED25519, der).is_ok() {
+        return Some((KeyKind::Ed25519, DecodingKey::from_ed_der(der)));
+    }
+    None
+}
+
+/// Builds an HMAC key from secret bytes, refusing short secrets.
+pub fn hmac_key(secret: &[u8], kid: Option<String>) -> Result<VerifyKey, String> {
+    if secret.len() < MIN_HMAC_BYTES {
+        return Err(format!(
+            "the HMAC secret is {} bytes; at least {MIN_HMAC_BYTES} are required",
+            secret.len()
+        ));
+    }
+    Ok(VerifyKey { kid, kind: KeyKind::Hmac, alg: None, key: DecodingKey::from_secret(secret) })
+}
+
+/// Signs and verifies a probe with jsonwebtoken's crypto backend, so that a build whose backend
+/// does not work fails at start-up rather than at the first request.
+pub fn crypto_self_test() -> Result<(), &'static str> {
+    use jsonwebtoken::{EncodingKey, crypto};
+    let secret = [7u8; 32];
+    let message = b"portcullis.self-test";
+    let sig = crypto::sign(message, &EncodingKey::from_secret(&secret), Algorithm::HS256)
+        .map_err(|_| "HS256 signing failed")?;
+    let good = crypto::verify(&sig, message, &DecodingKey::from_secret(&secret), Algorithm::HS256)
+        .map_err(|_| "HS256 verification failed")?;
+    let forged = crypto::verify(&sig, b"other", &DecodingKey::from_secret(&secret), Algorithm::HS256)
+        .map_err(|_| "HS256 verification failed")?;
+    if !good || forged {
+        return Err("HS256 verification gives wrong answers");
+    }
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| "EC key generation failed")?;
+    let pair = signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .map_err(|_| "EC key generation failed")?;
+    let public = signature::KeyPair::public_key(&pair).as_ref().to_vec();
+    let sig = crypto::sign(message, &EncodingKey::from_ec_der(pkcs8.as_ref()), Algorithm::ES256)
+        .map_err(|_| "ES256 signing failed")?;
+    let good = crypto::verify(&sig, message, &DecodingKey::from_ec_der(&public), Algorithm::ES256)
+        .map_err(|_| "ES256 verification failed")?;
+    if !good {
+        return Err("ES256 verification gives wrong answers");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_test_passes() {
+        crypto_self_test().unwrap();
+    }
+
+    #[test]
+    fn short_hmac_secret_refused() {
+        assert!(hmac_key(&[1; 31], None).is_err());
+        assert!(hmac_key(&[1; 32], None).is_ok());
+    }
+}

@@ -1,0 +1,5 @@
+//! Steps 9–10: rewrite headers and forward on the pooled client, bodies streamed both ways.
+
+pub mod client;
+pub mod forward;
+pub mod headers;

@@ -1,0 +1,205 @@
+//! Step 9: the header rewrite. Hop-by-hop headers and client copies of every header the gateway
+//! sets are removed first, then claim and `X-Forwarded-*` headers are added, so nothing a
+//! client sends (including a `Connection` list) can remove or forge what the gateway adds.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::routes::Route;
+use crate::token::Claims;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers a route may not fill from a claim: hop-by-hop, framing, and the ones the gateway
+/// manages itself.
+pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || [
+            header::UPGRADE,
+            header::HOST,
+            header::CONTENT_LENGTH,
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::FORWARDED,
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+        ]
+        .contains(name)
+}
+
+/// What the header rewrite needs to know about the connection and the request.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardContext<'a> {
+    pub client_ip: IpAddr,
+    pub tls: bool,
+    /// The host the client asked for (`Host`, or the HTTP/2 `:authority`).
+    pub host: Option<&'a str>,
+}
+
+/// Rewrites request headers in place for the upstream.
+pub fn rewrite_request(headers: &mut HeaderMap, route: &Route, claims: Option<&Claims>, ctx: ForwardContext<'_>) {
+    remove_hop_by_hop(headers);
+    // Client copies of injected headers go, whatever their case or `_`/`-` spelling, also when
+    // the request is anonymous: a backend must be able to trust them.
+    if !route.claim_headers.is_empty() {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| route.claim_headers.iter().any(|h| same_header_name(name.as_str(), h.name.as_str())))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+    if route.strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(claims) = claims {
+        for injected in &route.claim_headers {
+            if let Some(value) = injected.claim.lookup(claims).and_then(claim_header_value) {
+                headers.insert(injected.name.clone(), value);
+            }
+        }
+    }
+    append_forwarded_for(headers, ctx.client_ip);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if ctx.tls { "https" } else { "http" }));
+    headers.remove(X_FORWARDED_HOST);
+    if let Some(host) = ctx.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host.clone());
+        }
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+}
+
+/// Removes hop-by-hop headers from an upstream response.
+pub fn rewrite_response(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+}
+
+/// Removes the hop-by-hop headers and those the `Connection` header names, except `Host`.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| *name != header::HOST)
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+    let ip = ip.to_canonical().to_string();
+    let joined = {
+        let previous: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+        if previous.is_empty() { ip } else { format!("{}, {ip}", previous.join(", ")) }
+    };
+    if let Ok(value) = HeaderValue::from_str(&joined) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// Header names equal ignoring ASCII case and `_` versus `-`.
+fn same_header_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let fold = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            fold(x) == fold(y)
+        })
+}
+
+/// The one encoding of a claim in a header: a string as it is; an array of strings joined with
+/// `,` (as compact JSON if an element itself contains a comma); anything else compact JSON.
+/// `None` for null, or when the result would hold a control character.
+pub fn claim_header_value(value: &Value) -> Option<HeaderValue> {
+    let text = match value {
+        Value::Null => return None,
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| i.as_str().is_some_and(|s| !s.contains(','))) => {
+            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+        }
+        other => serde_json::to_string(other).ok()?,
+    };
+    if text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return None;
+    }
+    HeaderValue::from_bytes(text.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claim_header_value_table() {
+        let cases: &[(Value, Option<&str>)] = &[
+            (json!("alice"), Some("alice")),
+            (json!("café"), Some("café")),
+            (json!(["admin", "reader"]), Some("admin,reader")),
+            (json!([]), Some("")),
+            (json!(["a,b", "c"]), Some(r#"["a,b","c"]"#)),
+            (json!([1, "x"]), Some(r#"[1,"x"]"#)),
+            (json!(42), Some("42")),
+            (json!(true), Some("true")),
+            (json!({"a": 1}), Some(r#"{"a":1}"#)),
+            (json!(null), None),
+            (json!("evil\r\nX-Admin: 1"), None),
+            (json!("tab\there"), None),
+            (json!(["ok", "bad\n"]), None),
+        ];
+        for (value, want) in cases {
+            let got = claim_header_value(value);
+            assert_eq!(got.as_ref().map(|v| v.as_bytes()), want.map(str::as_bytes), "{value}");
+        }
+    }
+
+    #[test]
+    fn header_name_folding() {
+        assert!(same_header_name("x-user-id", "x-user-id"));
+        assert!(same_header_name("x_user_id", "x-user-id"));
+        assert!(same_header_name("X-User_Id", "x-user-id"));
+        assert!(!same_header_name("x-user-ids", "x-user-id"));
+        assert!(!same_header_name("x-user-ix", "x-user-id"));
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, host, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.contains_key(header::HOST));
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(h.contains_key("x-keep"));
+    }
+}

@@ -1,0 +1,232 @@
+//! Steps 1–2: bind, accept under a connection cap, TLS handshake with a deadline, serve HTTP/1.1
+//! and HTTP/2 with limits, and shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ServerSettings};
+use crate::error::StartupError;
+use crate::http::service::{ConnInfo, handle};
+use crate::state::AppState;
+
+/// HTTP/2 streams a client may have open on one connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// A started gateway: its bound addresses and a handle to stop it.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addresses: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    /// The state every connection reads; a reload swaps its snapshot.
+    pub state: Arc<AppState>,
+}
+
+impl RunningGateway {
+    /// The bound addresses, in listener order (useful with port 0).
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Stops accepting, lets in-flight requests finish up to the shutdown timeout, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        info!("shutdown signal received; draining connections");
+        self.shutdown().await;
+        info!("stopped");
+    }
+}
+
+/// Binds every listener of `config` and starts serving.
+pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
+    crate::tls::install_crypto_provider();
+    crate::keys::source::crypto_self_test().map_err(StartupError::CryptoSelfTest)?;
+    let mut bound = Vec::new();
+    for spec in &config.listeners {
+        let listener = TcpListener::bind(spec.address)
+            .await
+            .map_err(|source| StartupError::Bind { address: spec.address, source })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind { address: spec.address, source })?;
+        info!(%address, tls = spec.tls.is_some(), "listening");
+        bound.push((listener, spec.tls.clone().map(TlsAcceptor::from), address));
+    }
+    let addresses = bound.iter().map(|(_, _, a)| *a).collect();
+    let state = Arc::new(AppState::new(config.snapshot));
+    let settings = Arc::new(config.server);
+    let (stop, stopped) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = Arc::new(GracefulShutdown::new());
+
+    let mut loops = Vec::new();
+    for (listener, tls, _) in bound {
+        let accept = AcceptLoop {
+            listener,
+            tls,
+            state: state.clone(),
+            settings: settings.clone(),
+            limit: limit.clone(),
+            graceful: graceful.clone(),
+            stopped: stopped.clone(),
+        };
+        loops.push(tokio::spawn(accept.run()));
+    }
+    let shutdown_timeout = settings.shutdown_timeout;
+    let task = tokio::spawn(async move {
+        let mut stopped = stopped;
+        until_stopped(&mut stopped).await;
+        for l in loops {
+            let _ = l.await;
+        }
+        let Ok(graceful) = Arc::try_unwrap(graceful) else {
+            warn!("connections still referenced at shutdown");
+            return;
+        };
+        if tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await.is_err() {
+            warn!(timeout = ?shutdown_timeout, "shutdown timeout reached; closing remaining connections");
+        }
+    });
+    Ok(RunningGateway { addresses, stop, task, state })
+}
+
+struct AcceptLoop {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<AppState>,
+    settings: Arc<ServerSettings>,
+    limit: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl AcceptLoop {
+    async fn run(mut self) {
+        let builder = Arc::new(http_builder(&self.settings));
+        loop {
+            // Step 1: at most `max_connections` at once; the rest wait in the kernel's queue.
+            let permit = tokio::select! {
+                permit = self.limit.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+                _ = until_stopped(&mut self.stopped) => return,
+            };
+            let (stream, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off briefly, keep serving.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = until_stopped(&mut self.stopped) => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let watcher = self.graceful.watcher();
+            let builder = builder.clone();
+            let state = self.state.clone();
+            let tls = self.tls.clone();
+            let handshake_timeout = self.settings.tls_handshake_timeout;
+            tokio::spawn(async move {
+                let _permit = permit;
+                serve_connection(stream, remote, tls, handshake_timeout, builder, state, watcher).await;
+            });
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let conn = ConnInfo { remote, tls: tls.is_some() };
+    let service = service_fn(move |request| handle(state.clone(), conn, request));
+    let result = match tls {
+        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+        Some(acceptor) => {
+            // Step 2: the handshake gets a deadline of its own.
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(client = %remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(client = %remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
+        }
+    };
+    if let Err(e) = result {
+        debug!(client = %remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 settings: header size and count limits, header read timeout, stream cap.
+fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .max_headers(settings.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256));
+    builder
+}
+
+/// Resolves once a stop has been requested (or the sender is gone).
+async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await.map(|_| ());
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

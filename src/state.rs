@@ -1,0 +1,36 @@
+//! The compiled config the request path reads: one immutable `Snapshot` behind one `ArcSwap`,
+//! loaded once per request, so a request never mixes two configs.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::proxy::client::Upstream;
+use crate::routes::RouteTable;
+use crate::token::verify::Providers;
+
+/// Everything a request needs, compiled once per config.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub providers: Providers,
+    pub upstreams: Vec<Upstream>,
+    /// `realm` of `WWW-Authenticate` (default `portcullis`).
+    pub realm: Arc<str>,
+    /// Largest token accepted, in bytes (default 8192).
+    pub max_token_bytes: usize,
+    /// Whether each request is logged at info level on target `access` (default true).
+    pub access_log: bool,
+}
+
+/// State shared by every connection of a running gateway.
+#[derive(Debug)]
+pub struct AppState {
+    pub snapshot: ArcSwap<Snapshot>,
+}
+
+impl AppState {
+    pub fn new(snapshot: Snapshot) -> Self {
+        AppState { snapshot: ArcSwap::from_pointee(snapshot) }
+    }
+}

@@ -1,0 +1,8 @@
+//! Steps 5–7 of the request path: find the bearer token, screen it before any crypto, verify it.
+
+pub mod claims;
+pub mod extract;
+pub mod screen;
+pub mod verify;
+
+pub use claims::{ClaimPath, Claims};

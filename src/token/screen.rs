@@ -1,0 +1,161 @@
+//! Step 6: the cheap screen, before any crypto. This is the only place that reads a token whose
+//! signature has not been checked; what it reads stays behind the `Unverified*` types.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::Claims;
+use crate::error::TokenError;
+
+/// The JOSE header fields the gateway acts on, unverified.
+#[derive(Debug)]
+pub struct UnverifiedHeader {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+}
+
+/// A token that passed the screen: its parts, its header and its claims, none of them verified.
+#[derive(Debug)]
+pub struct UnverifiedToken<'a> {
+    pub header: UnverifiedHeader,
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'a str,
+    /// The base64url signature.
+    pub signature: &'a str,
+    /// The payload, parsed but not to be trusted until the signature is verified.
+    claims: Claims,
+}
+
+impl UnverifiedToken<'_> {
+    /// The unverified `iss`, used only to pick the provider whose keys then verify the token.
+    pub fn issuer_hint(&self) -> Result<&str, TokenError> {
+        match self.claims.get("iss") {
+            None => Err(TokenError::MissingIssuer),
+            Some(serde_json::Value::String(iss)) => Ok(iss),
+            Some(_) => Err(TokenError::BadIssuer),
+        }
+    }
+
+    /// Hands the claims out; `verify.rs` calls this only after the signature has verified.
+    pub(super) fn into_claims_after_verification(self) -> Claims {
+        self.claims
+    }
+
+    pub(super) fn claims_for_validation(&self) -> &Claims {
+        &self.claims
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    kid: Option<String>,
+    crit: Option<Vec<String>>,
+    jwk: Option<IgnoredAny>,
+    jku: Option<IgnoredAny>,
+    x5u: Option<IgnoredAny>,
+    x5c: Option<IgnoredAny>,
+}
+
+/// Screens a compact JWS: size, exactly two dots, base64url parts, a JSON header with a known
+/// `alg` that is not `none`, no `crit` (no extension is understood), no embedded or remote key,
+/// and a JSON object payload.
+pub fn screen(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, TokenError> {
+    if token.len() > max_bytes {
+        return Err(TokenError::Oversize);
+    }
+    if token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed);
+    };
+    if header_b64.is_empty() || payload_b64.is_empty() || signature.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(TokenError::Malformed);
+    }
+    let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::BadHeader)?;
+    let raw: RawHeader = serde_json::from_slice(&header_json).map_err(|_| TokenError::BadHeader)?;
+    if raw.alg.eq_ignore_ascii_case("none") {
+        return Err(TokenError::AlgNone);
+    }
+    let alg: Algorithm = raw.alg.parse().map_err(|_| TokenError::UnsupportedAlgorithm)?;
+    if raw.crit.is_some() {
+        return Err(TokenError::UnsupportedCrit);
+    }
+    if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
+        return Err(TokenError::EmbeddedKey);
+    }
+    let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::BadPayload)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadPayload)?;
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    Ok(UnverifiedToken { header: UnverifiedHeader { alg, kid: raw.kid }, signing_input, signature, claims })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    #[test]
+    fn screen_table() {
+        let ok_payload = r#"{"iss":"i","exp":1}"#;
+        let cases: Vec<(String, Result<Algorithm, TokenError>)> = vec![
+            (token(r#"{"alg":"RS256","kid":"k"}"#, ok_payload), Ok(Algorithm::RS256)),
+            (token(r#"{"alg":"ES256","typ":"JWT","x5t":"abc"}"#, ok_payload), Ok(Algorithm::ES256)),
+            (token(r#"{"alg":"EdDSA"}"#, ok_payload), Ok(Algorithm::EdDSA)),
+            (token(r#"{"alg":"none"}"#, ok_payload), Err(TokenError::AlgNone)),
+            (token(r#"{"alg":"NoNe"}"#, ok_payload), Err(TokenError::AlgNone)),
+            (token(r#"{"alg":"rs256"}"#, ok_payload), Err(TokenError::UnsupportedAlgorithm)),
+            (token(r#"{"alg":"ES512"}"#, ok_payload), Err(TokenError::UnsupportedAlgorithm)),
+            (token(r#"{"kid":"k"}"#, ok_payload), Err(TokenError::BadHeader)),
+            (token(r#"{"alg":"RS256","alg":"HS256"}"#, ok_payload), Err(TokenError::BadHeader)),
+            (token(r#"{"alg":"RS256","crit":["exp"]}"#, ok_payload), Err(TokenError::UnsupportedCrit)),
+            (token(r#"{"alg":"RS256","crit":[]}"#, ok_payload), Err(TokenError::UnsupportedCrit)),
+            (token(r#"{"alg":"RS256","jwk":{"kty":"oct"}}"#, ok_payload), Err(TokenError::EmbeddedKey)),
+            (token(r#"{"alg":"RS256","jku":"https://evil"}"#, ok_payload), Err(TokenError::EmbeddedKey)),
+            (token(r#"{"alg":"RS256","x5u":"https://evil"}"#, ok_payload), Err(TokenError::EmbeddedKey)),
+            (token(r#"{"alg":"RS256","x5c":["MII"]}"#, ok_payload), Err(TokenError::EmbeddedKey)),
+            (token(r#"[1]"#, ok_payload), Err(TokenError::BadHeader)),
+            (token(r#"{"alg":"RS256"}"#, "[1,2]"), Err(TokenError::BadPayload)),
+            (token(r#"{"alg":"RS256"}"#, "not json"), Err(TokenError::BadPayload)),
+            (format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(ok_payload)), Err(TokenError::Malformed)),
+            ("a.b".into(), Err(TokenError::Malformed)),
+            ("a.b.c.d".into(), Err(TokenError::Malformed)),
+            ("a..c".into(), Err(TokenError::Malformed)),
+            (format!("{}=", token(r#"{"alg":"RS256"}"#, ok_payload)), Err(TokenError::Malformed)),
+            (format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#).replace('e', "+"), b64(ok_payload)), Err(TokenError::Malformed)),
+            ("x".repeat(9000), Err(TokenError::Oversize)),
+        ];
+        for (tok, want) in cases {
+            let got = screen(&tok, 8192).map(|t| t.header.alg);
+            assert_eq!(got, want, "{tok}");
+        }
+    }
+
+    #[test]
+    fn signing_input_and_issuer() {
+        let tok = token(r#"{"alg":"HS256"}"#, r#"{"iss":"https://id"}"#);
+        let screened = screen(&tok, 8192).unwrap();
+        assert_eq!(screened.signing_input, &tok[..tok.rfind('.').unwrap()]);
+        assert_eq!(screened.signature, "c2ln");
+        assert_eq!(screened.issuer_hint(), Ok("https://id"));
+        let no_iss = token(r#"{"alg":"HS256"}"#, r#"{"sub":"x"}"#);
+        assert_eq!(screen(&no_iss, 8192).unwrap().issuer_hint(), Err(TokenError::MissingIssuer));
+        let num_iss = token(r#"{"alg":"HS256"}"#, r#"{"iss":5}"#);
+        assert_eq!(screen(&num_iss, 8192).unwrap().issuer_hint(), Err(TokenError::BadIssuer));
+    }
+}

@@ -1,0 +1,209 @@
+//! Step 7: pick the provider by the token's `iss`, verify the signature with one of its keys,
+//! then check the registered claims. Pure apart from the signature check; the clock is passed in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use super::Claims;
+use super::screen::{UnverifiedToken, screen};
+use crate::error::TokenError;
+use crate::keys::{KeyMiss, KeySet};
+
+/// One token issuer and what a token from it must satisfy.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: Arc<str>,
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values; the token must name at least one.
+    pub audiences: Vec<String>,
+    /// Allowed `alg` values.
+    pub algorithms: Vec<Algorithm>,
+    pub keys: KeySet,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 30).
+    pub leeway: u64,
+    /// Whether a token without `exp` is rejected (default yes).
+    pub require_exp: bool,
+}
+
+/// All providers of a config, found by issuer.
+#[derive(Debug, Default)]
+pub struct Providers {
+    list: Vec<Provider>,
+    by_issuer: HashMap<String, usize>,
+}
+
+impl Providers {
+    /// Builds the set; issuers are unique (the config compiler checks it).
+    pub fn new(list: Vec<Provider>) -> Self {
+        let by_issuer = list.iter().enumerate().map(|(i, p)| (p.issuer.clone(), i)).collect();
+        Providers { list, by_issuer }
+    }
+
+    pub fn list(&self) -> &[Provider] {
+        &self.list
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|p| &*p.name == name)
+    }
+}
+
+/// A token whose signature and registered claims were checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Index of the provider that issued it.
+    pub provider: usize,
+    pub claims: Arc<Claims>,
+}
+
+/// Screens and verifies `token` for a route that accepts `allowed` providers (`None`: all).
+pub fn verify(
+    token: &str,
+    providers: &Providers,
+    allowed: Option<&[usize]>,
+    max_bytes: usize,
+    now: u64,
+) -> Result<Verified, TokenError> {
+    let unverified = screen(token, max_bytes)?;
+    let index = *providers
+        .by_issuer
+        .get(unverified.issuer_hint()?)
+        .ok_or(TokenError::UnknownIssuer)?;
+    if allowed.is_some_and(|a| !a.contains(&index)) {
+        return Err(TokenError::UnknownIssuer);
+    }
+    let provider = &providers.list[index];
+    let alg = unverified.header.alg;
+    if !provider.algorithms.contains(&alg) {
+        return Err(TokenError::AlgorithmNotAllowed);
+    }
+    check_signature(&unverified, provider)?;
+    check_claims(unverified.claims_for_validation(), provider, now)?;
+    Ok(Verified { provider: index, claims: Arc::new(unverified.into_claims_after_verification()) })
+}
+
+fn check_signature(token: &UnverifiedToken<'_>, provider: &Provider) -> Result<(), TokenError> {
+    let alg = token.header.alg;
+    let candidates = provider.keys.candidates(token.header.kid.as_deref(), alg).map_err(|miss| match miss {
+        KeyMiss::Unknown => TokenError::UnknownKey,
+        KeyMiss::Mismatch => TokenError::KeyAlgorithmMismatch,
+    })?;
+    for key in candidates {
+        // A key of the wrong kind was filtered out above; `verify` refusing it is still a no.
+        if let Ok(true) = jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), &key.key, alg) {
+            return Ok(());
+        }
+    }
+    Err(TokenError::BadSignature)
+}
+
+/// Checks `exp`, `nbf`, `iat` (JSON numbers only), `iss` and `aud` against the provider.
+pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<(), TokenError> {
+    let now = now as f64;
+    let leeway = provider.leeway as f64;
+    match numeric_date(claims, "exp")? {
+        Some(exp) if now >= exp + leeway => return Err(TokenError::Expired),
+        Some(_) => {}
+        None if provider.require_exp => return Err(TokenError::MissingExpiry),
+        None => {}
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if now + leeway < nbf {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    if let Some(iat) = numeric_date(claims, "iat")? {
+        if now + leeway < iat {
+            return Err(TokenError::IssuedInFuture);
+        }
+    }
+    match claims.get("iss") {
+        Some(Value::String(iss)) if *iss == provider.issuer => {}
+        Some(Value::String(_)) => return Err(TokenError::UnknownIssuer),
+        Some(_) => return Err(TokenError::BadIssuer),
+        None => return Err(TokenError::MissingIssuer),
+    }
+    let accepted = |aud: &Value| aud.as_str().is_some_and(|a| provider.audiences.iter().any(|x| x == a));
+    match claims.get("aud") {
+        None | Some(Value::Null) => Err(TokenError::MissingAudience),
+        Some(aud @ Value::String(_)) if accepted(aud) => Ok(()),
+        Some(Value::Array(list)) if list.iter().any(accepted) => Ok(()),
+        Some(_) => Err(TokenError::AudienceMismatch),
+    }
+}
+
+/// A NumericDate claim: absent is `None`, a JSON number is its value, anything else an error
+/// (a string `"exp"` is a rejection, never a skip).
+fn numeric_date(claims: &Claims, name: &str) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()).map(Some).ok_or(TokenError::BadTimeClaim),
+        Some(_) => Err(TokenError::BadTimeClaim),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "p".into(),
+            issuer: "https://id.example".into(),
+            audiences: vec!["api".into(), "other".into()],
+            algorithms: vec![Algorithm::RS256],
+            keys: KeySet::default(),
+            leeway: 30,
+            require_exp: true,
+        }
+    }
+
+    #[test]
+    fn check_claims_table() {
+        let now = 1_000_000u64;
+        let base = json!({"iss": "https://id.example", "aud": "api", "exp": now + 300});
+        let with = |patch: Value| {
+            let mut c = base.as_object().unwrap().clone();
+            for (k, v) in patch.as_object().unwrap() {
+                if v.is_null() { c.remove(k); } else { c.insert(k.clone(), v.clone()); }
+            }
+            c
+        };
+        let cases: Vec<(Value, Result<(), TokenError>)> = vec![
+            (json!({}), Ok(())),
+            (json!({"exp": now - 10}), Ok(())),
+            (json!({"exp": now - 30}), Err(TokenError::Expired)),
+            (json!({"exp": now - 3600}), Err(TokenError::Expired)),
+            (json!({"exp": (now + 300) as f64 + 0.5}), Ok(())),
+            (json!({"exp": null}), Err(TokenError::MissingExpiry)),
+            (json!({"exp": "9999999999"}), Err(TokenError::BadTimeClaim)),
+            (json!({"exp": true}), Err(TokenError::BadTimeClaim)),
+            (json!({"nbf": now + 10}), Ok(())),
+            (json!({"nbf": now + 31}), Err(TokenError::NotYetValid)),
+            (json!({"nbf": "0"}), Err(TokenError::BadTimeClaim)),
+            (json!({"iat": now + 3600}), Err(TokenError::IssuedInFuture)),
+            (json!({"iat": [1]}), Err(TokenError::BadTimeClaim)),
+            (json!({"iss": null}), Err(TokenError::MissingIssuer)),
+            (json!({"iss": "https://id.example/"}), Err(TokenError::UnknownIssuer)),
+            (json!({"iss": 7}), Err(TokenError::BadIssuer)),
+            (json!({"aud": null}), Err(TokenError::MissingAudience)),
+            (json!({"aud": "nope"}), Err(TokenError::AudienceMismatch)),
+            (json!({"aud": ["nope", "other"]}), Ok(())),
+            (json!({"aud": []}), Err(TokenError::AudienceMismatch)),
+            (json!({"aud": 5}), Err(TokenError::AudienceMismatch)),
+            (json!({"aud": [5]}), Err(TokenError::AudienceMismatch)),
+        ];
+        for (patch, want) in cases {
+            let claims = with(patch.clone());
+            assert_eq!(check_claims(&claims, &provider(), now), want, "{patch}");
+        }
+        let mut lenient = provider();
+        lenient.require_exp = false;
+        assert_eq!(check_claims(&with(json!({"exp": null})), &lenient, now), Ok(()));
+    }
+}
