@@ -74,7 +74,11 @@ pub fn main() -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { config, echo_addr, signing_key } => {
+        Command::Demo {
+            config,
+            echo_addr,
+            signing_key,
+        } => {
             let runtime = runtime(None)?;
             runtime.block_on(run_demo(&config, echo_addr, &signing_key))?;
             Ok(ExitCode::SUCCESS)
@@ -84,7 +88,11 @@ pub fn main() -> Result<ExitCode> {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -96,7 +104,10 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
     if let Some(n) = workers {
         builder.worker_threads(n);
     }
-    builder.enable_all().build().context("cannot build the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("cannot build the async runtime")
 }
 
 fn print_warnings(config: &Config) {
@@ -113,7 +124,11 @@ fn check(path: &Path) -> Result<ExitCode> {
             for d in &errors.0 {
                 eprintln!("error: {d}");
             }
-            eprintln!("{}: {} error(s); nothing would be applied", path.display(), errors.0.len());
+            eprintln!(
+                "{}: {} error(s); nothing would be applied",
+                path.display(),
+                errors.0.len()
+            );
             return Ok(ExitCode::from(1));
         }
     };
@@ -124,7 +139,15 @@ fn check(path: &Path) -> Result<ExitCode> {
     println!("{}: OK", path.display());
     println!("listeners:");
     for l in &config.listeners {
-        println!("  {} ({})", l.address, if l.tls.is_some() { "https, h2 + http/1.1" } else { "http" });
+        println!(
+            "  {} ({})",
+            l.address,
+            if l.tls.is_some() {
+                "https, h2 + http/1.1"
+            } else {
+                "http"
+            }
+        );
     }
     println!("upstreams:");
     for u in &s.upstreams {
@@ -147,7 +170,11 @@ fn check(path: &Path) -> Result<ExitCode> {
     for r in s.routes.routes() {
         let methods = match &r.methods.0 {
             None => "ANY".to_string(),
-            Some(list) => list.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+            Some(list) => list
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
         };
         let policy = match &r.policy {
             Policy::Public => "public",
@@ -159,13 +186,18 @@ fn check(path: &Path) -> Result<ExitCode> {
             portcullis::routes::matcher::PathMatcher::Exact(p) => format!("= {p}"),
             portcullis::routes::matcher::PathMatcher::Prefix(p) => format!("{}/*", p),
         };
-        println!("  {}: {methods} {path} -> {} [{policy}]", r.name, s.upstreams[r.upstream].name);
+        println!(
+            "  {}: {methods} {path} -> {} [{policy}]",
+            r.name, s.upstreams[r.upstream].name
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path) -> Result<()> {
-    let echo = demo::start_echo(echo_addr).await.with_context(|| format!("cannot start the echo backend on {echo_addr}"))?;
+    let echo = demo::start_echo(echo_addr)
+        .await
+        .with_context(|| format!("cannot start the echo backend on {echo_addr}"))?;
     let vars = HashMap::from([("PORTCULLIS_DEMO_ECHO".to_string(), echo.to_string())]);
     let config = config::load_with(config_path, &vars).map_err(|e| anyhow::anyhow!("{e}"))?;
     print_warnings(&config);
@@ -177,10 +209,20 @@ async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path)
         .map(|p| (p.issuer.clone(), p.audiences[0].clone()))
         .context("the demo config has no provider")?;
     let minter = demo::Minter::from_pem_file(signing_key, "demo-rsa-1", &issuer.0, &issuer.1)
-        .map_err(|e| anyhow::anyhow!("cannot load the demo signing key {}: {e}", signing_key.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot load the demo signing key {}: {e}",
+                signing_key.display()
+            )
+        })?;
     let gateway = server::start(config).await?;
-    let http = gateway.addresses().first().copied().context("the demo config has no listener")?;
-    let text = demo::instructions(&minter, http, gateway.addresses().get(1).copied()).map_err(anyhow::Error::msg)?;
+    let http = gateway
+        .addresses()
+        .first()
+        .copied()
+        .context("the demo config has no listener")?;
+    let text = demo::instructions(&minter, http, gateway.addresses().get(1).copied())
+        .map_err(anyhow::Error::msg)?;
     println!("{text}");
     gateway.run_until_signal().await;
     Ok(())

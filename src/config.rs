@@ -77,7 +77,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Loads `path` with `vars` seen by `${VAR}` substitution ahead of the environment.
 pub fn load_with(path: &Path, vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![Diagnostic::new(path, None, "", format!("cannot read the config file: {e}"))])
+        ConfigErrors(vec![Diagnostic::new(
+            path,
+            None,
+            "",
+            format!("cannot read the config file: {e}"),
+        )])
     })?;
     let raw = values::with_overrides(vars, || parse(path, &text))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -93,15 +98,64 @@ pub fn parse(path: &Path, text: &str) -> Result<raw::RawConfig, ConfigErrors> {
     let mut key_path = String::new();
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, raw::RawConfig>(de).map_err(|e| {
-            key_path = e.path().to_string();
+            key_path = key_path_without_spans(e.path());
             e.into_inner()
         })
     });
     result.map_err(|e| {
         let location = e.location();
-        let key_path = if key_path == "." { String::new() } else { key_path };
-        ConfigErrors(vec![Diagnostic::new(path, location.as_ref(), key_path, plain_message(&e))])
+        ConfigErrors(vec![Diagnostic::new(
+            path,
+            location.as_ref(),
+            key_path,
+            plain_message(&e),
+        )])
     })
+}
+
+/// The key path as the operator reads it: `Spanned` wrappers (used to know where each list
+/// item starts) add a `value` step that is not in the file, so it is left out.
+fn key_path_without_spans(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    const SPANNED_ITEMS: [&str; 5] = ["listeners", "providers", "routes", "all", "any"];
+    let mut out = String::new();
+    let mut parent: Option<String> = None;
+    let mut after_span = false;
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } if after_span && key == "value" => {
+                after_span = false;
+                continue;
+            }
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                after_span = parent
+                    .as_deref()
+                    .is_some_and(|p| SPANNED_ITEMS.contains(&p));
+                parent = None;
+            }
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+                after_span = key == "require" || parent.as_deref() == Some("upstreams");
+                parent = Some(key.clone());
+            }
+            Segment::Enum { variant } => {
+                out.push('.');
+                out.push_str(variant);
+                after_span = false;
+                parent = None;
+            }
+            Segment::Unknown => {
+                out.push_str(".?");
+                after_span = false;
+                parent = None;
+            }
+        }
+    }
+    out
 }
 
 /// The parser's message without the position it appends (the diagnostic prints that itself).

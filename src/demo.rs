@@ -26,9 +26,14 @@ pub async fn start_echo(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let service = service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(&req)) });
+                let service =
+                    service_fn(
+                        |req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(&req)) },
+                    );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -59,9 +64,10 @@ fn echo(req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "headers": headers,
     });
     let mut response = Response::new(Full::new(Bytes::from(format!("{:#}\n", body))));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -75,13 +81,21 @@ pub struct Minter {
 
 impl std::fmt::Debug for Minter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minter").field("kid", &self.kid).field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("Minter")
+            .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
 impl Minter {
     /// Loads a PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM file.
-    pub fn from_pem_file(path: &Path, kid: &str, issuer: &str, audience: &str) -> Result<Minter, String> {
+    pub fn from_pem_file(
+        path: &Path,
+        kid: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Minter, String> {
         let der = PrivatePkcs1KeyDer::from_pem_file(path).map_err(|e| e.to_string())?;
         Ok(Minter {
             key: EncodingKey::from_rsa_der(der.secret_pkcs1_der()),
@@ -92,8 +106,16 @@ impl Minter {
     }
 
     /// A token for `sub` with `roles` and `scope`, valid for `ttl_secs`.
-    pub fn mint(&self, sub: &str, roles: &[&str], scope: &str, ttl_secs: u64) -> Result<String, String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    pub fn mint(
+        &self,
+        sub: &str,
+        roles: &[&str],
+        scope: &str,
+        ttl_secs: u64,
+    ) -> Result<String, String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         let claims = json!({
@@ -111,7 +133,11 @@ impl Minter {
 }
 
 /// The text the demo prints: tokens and curl commands that show 200, 401 and 403.
-pub fn instructions(minter: &Minter, http: SocketAddr, https: Option<SocketAddr>) -> Result<String, String> {
+pub fn instructions(
+    minter: &Minter,
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+) -> Result<String, String> {
     let alice = minter.mint("alice", &["admin", "reader"], "reports:read", 3600)?;
     let bob = minter.mint("bob", &["reader"], "reports:read", 3600)?;
     let base = format!("http://{http}");

@@ -101,18 +101,38 @@ impl KeySet {
 
     /// The keys to try for a token: the one with its `kid`, which must fit `alg`; without a kid,
     /// the first few keys that fit `alg`.
-    pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<&VerifyKey>, KeyMiss> {
+    pub fn candidates(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<&VerifyKey>, KeyMiss> {
         match kid {
             Some(kid) => {
-                let mut named = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
+                let mut named = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
                 named.peek().ok_or(KeyMiss::Unknown)?;
                 let fitting: Vec<_> = named.filter(|k| k.fits(alg)).collect();
-                if fitting.is_empty() { Err(KeyMiss::Mismatch) } else { Ok(fitting) }
+                if fitting.is_empty() {
+                    Err(KeyMiss::Mismatch)
+                } else {
+                    Ok(fitting)
+                }
             }
             None => {
-                let fitting: Vec<_> =
-                    self.keys.iter().filter(|k| k.fits(alg)).take(MAX_KEYS_WITHOUT_KID).collect();
-                if fitting.is_empty() { Err(KeyMiss::Unknown) } else { Ok(fitting) }
+                let fitting: Vec<_> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.fits(alg))
+                    .take(MAX_KEYS_WITHOUT_KID)
+                    .collect();
+                if fitting.is_empty() {
+                    Err(KeyMiss::Unknown)
+                } else {
+                    Ok(fitting)
+                }
             }
         }
     }
@@ -125,7 +145,9 @@ mod tests {
 
     #[test]
     fn kind_fits_table() {
-        let all = [HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA];
+        let all = [
+            HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+        ];
         let table: &[(KeyKind, &[Algorithm])] = &[
             (KeyKind::Rsa, &[RS256, RS384, RS512, PS256, PS384, PS512]),
             (KeyKind::EcP256, &[ES256]),
@@ -141,7 +163,12 @@ mod tests {
     }
 
     fn key(kid: Option<&str>, kind: KeyKind, alg: Option<Algorithm>) -> VerifyKey {
-        VerifyKey { kid: kid.map(str::to_string), kind, alg, key: DecodingKey::from_secret(b"x") }
+        VerifyKey {
+            kid: kid.map(str::to_string),
+            kind,
+            alg,
+            key: DecodingKey::from_secret(b"x"),
+        }
     }
 
     #[test]

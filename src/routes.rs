@@ -72,7 +72,9 @@ impl RouteTable {
         let mut best: Option<(matcher::Score, &Route)> = None;
         let mut path_matched = false;
         for route in &self.routes {
-            let Some(score) = route.path.score(path) else { continue };
+            let Some(score) = route.path.score(path) else {
+                continue;
+            };
             path_matched = true;
             if !route.methods.allows(method) {
                 continue;
@@ -116,9 +118,21 @@ mod tests {
         let table = RouteTable::new(vec![
             route("api", PathMatcher::prefix("/api"), None),
             route("api-admin", PathMatcher::prefix("/api/admin"), None),
-            route("api-admin-get", PathMatcher::prefix("/api/admin"), Some(vec![Method::GET])),
-            route("login", PathMatcher::Exact("/api/login".into()), Some(vec![Method::POST])),
-            route("health", PathMatcher::Exact("/healthz".into()), Some(vec![Method::GET])),
+            route(
+                "api-admin-get",
+                PathMatcher::prefix("/api/admin"),
+                Some(vec![Method::GET]),
+            ),
+            route(
+                "login",
+                PathMatcher::Exact("/api/login".into()),
+                Some(vec![Method::POST]),
+            ),
+            route(
+                "health",
+                PathMatcher::Exact("/healthz".into()),
+                Some(vec![Method::GET]),
+            ),
             route("first", PathMatcher::prefix("/dup"), None),
             route("second", PathMatcher::prefix("/dup"), None),
         ]);

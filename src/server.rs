@@ -60,10 +60,17 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     crate::keys::source::crypto_self_test().map_err(StartupError::CryptoSelfTest)?;
     let mut bound = Vec::new();
     for spec in &config.listeners {
-        let listener = TcpListener::bind(spec.address)
-            .await
-            .map_err(|source| StartupError::Bind { address: spec.address, source })?;
-        let address = listener.local_addr().map_err(|source| StartupError::Bind { address: spec.address, source })?;
+        let listener =
+            TcpListener::bind(spec.address)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    address: spec.address,
+                    source,
+                })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+            address: spec.address,
+            source,
+        })?;
         info!(%address, tls = spec.tls.is_some(), "listening");
         bound.push((listener, spec.tls.clone().map(TlsAcceptor::from), address));
     }
@@ -98,11 +105,19 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
             warn!("connections still referenced at shutdown");
             return;
         };
-        if tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
             warn!(timeout = ?shutdown_timeout, "shutdown timeout reached; closing remaining connections");
         }
     });
-    Ok(RunningGateway { addresses, stop, task, state })
+    Ok(RunningGateway {
+        addresses,
+        stop,
+        task,
+        state,
+    })
 }
 
 struct AcceptLoop {
@@ -144,7 +159,16 @@ impl AcceptLoop {
             let handshake_timeout = self.settings.tls_handshake_timeout;
             tokio::spawn(async move {
                 let _permit = permit;
-                serve_connection(stream, remote, tls, handshake_timeout, builder, state, watcher).await;
+                serve_connection(
+                    stream,
+                    remote,
+                    tls,
+                    handshake_timeout,
+                    builder,
+                    state,
+                    watcher,
+                )
+                .await;
             });
         }
     }
@@ -159,24 +183,34 @@ async fn serve_connection(
     state: Arc<AppState>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let conn = ConnInfo { remote, tls: tls.is_some() };
+    let conn = ConnInfo {
+        remote,
+        tls: tls.is_some(),
+    };
     let service = service_fn(move |request| handle(state.clone(), conn, request));
     let result = match tls {
-        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+        None => {
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                .await
+        }
         Some(acceptor) => {
             // Step 2: the handshake gets a deadline of its own.
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    debug!(client = %remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    debug!(client = %remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(client = %remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(client = %remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                .await
         }
     };
     if let Err(e) = result {

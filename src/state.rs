@@ -31,6 +31,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(snapshot: Snapshot) -> Self {
-        AppState { snapshot: ArcSwap::from_pointee(snapshot) }
+        AppState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+        }
     }
 }

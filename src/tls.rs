@@ -16,14 +16,26 @@ pub fn install_crypto_provider() {
 /// Loads a certificate chain and private key (PEM) into a server config with ALPN h2, http/1.1.
 pub fn server_config(certificate: &Path, private_key: &Path) -> Result<Arc<ServerConfig>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
-        .map_err(|e| format!("cannot read certificate file {}: {e}", certificate.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read certificate file {}: {e}",
+                certificate.display()
+            )
+        })?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("certificate file {}: {e}", certificate.display()))?;
     if chain.is_empty() {
-        return Err(format!("certificate file {} holds no CERTIFICATE block", certificate.display()));
+        return Err(format!(
+            "certificate file {} holds no CERTIFICATE block",
+            certificate.display()
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(private_key)
-        .map_err(|e| format!("cannot read a private key from {}: {e}", private_key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(private_key).map_err(|e| {
+        format!(
+            "cannot read a private key from {}: {e}",
+            private_key.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -14,7 +14,9 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Collector;
-use super::raw::{RawCondition, RawConfig, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList};
+use super::raw::{
+    RawCondition, RawConfig, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
+};
 use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
 use crate::keys::{KeySet, VerifyKey, jwks, source};
 use crate::proxy::client::{Upstream, UpstreamSettings};
@@ -51,7 +53,10 @@ pub fn compile(file: &Path, base: &Path, raw: RawConfig) -> Result<Config, Confi
     let used: HashSet<usize> = routes.iter().map(|r| r.upstream).collect();
     for (i, upstream) in upstreams.iter().enumerate() {
         if !used.contains(&i) {
-            warnings.push(format!("upstreams.{}: no route uses this upstream", upstream.name));
+            warnings.push(format!(
+                "upstreams.{}: no route uses this upstream",
+                upstream.name
+            ));
         }
     }
     let (settings, realm, max_token_bytes, access_log) = server;
@@ -73,7 +78,11 @@ pub fn compile(file: &Path, base: &Path, raw: RawConfig) -> Result<Config, Confi
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
     let path = Path::new(path);
-    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
 }
 
 fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String, usize, bool) {
@@ -81,7 +90,11 @@ fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String
     let d = ServerSettings::default();
     let positive = |c: &mut Collector, key: &str, v: Option<usize>, default: usize| match v {
         Some(0) => {
-            c.error(None, format!("server.{key}"), "expected a number greater than 0");
+            c.error(
+                None,
+                format!("server.{key}"),
+                "expected a number greater than 0",
+            );
             default
         }
         Some(v) => v,
@@ -89,22 +102,51 @@ fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String
     };
     let settings = ServerSettings {
         workers: s.workers.map(|w| positive(c, "workers", Some(w), 1)),
-        max_header_bytes: positive(c, "max_header_bytes", s.max_header_bytes, d.max_header_bytes),
+        max_header_bytes: positive(
+            c,
+            "max_header_bytes",
+            s.max_header_bytes,
+            d.max_header_bytes,
+        ),
         max_headers: positive(c, "max_headers", s.max_headers, d.max_headers),
         max_connections: positive(c, "max_connections", s.max_connections, d.max_connections),
         header_read_timeout: s.header_read_timeout.map_or(d.header_read_timeout, |v| v.0),
-        tls_handshake_timeout: s.tls_handshake_timeout.map_or(d.tls_handshake_timeout, |v| v.0),
+        tls_handshake_timeout: s
+            .tls_handshake_timeout
+            .map_or(d.tls_handshake_timeout, |v| v.0),
         shutdown_timeout: s.shutdown_timeout.map_or(d.shutdown_timeout, |v| v.0),
     };
     if settings.max_header_bytes < 8192 {
-        c.error(None, "server.max_header_bytes", "expected at least 8192 bytes");
+        c.error(
+            None,
+            "server.max_header_bytes",
+            "expected at least 8192 bytes",
+        );
     }
-    let max_token_bytes = positive(c, "max_token_bytes", s.max_token_bytes, DEFAULT_MAX_TOKEN_BYTES);
+    let max_token_bytes = positive(
+        c,
+        "max_token_bytes",
+        s.max_token_bytes,
+        DEFAULT_MAX_TOKEN_BYTES,
+    );
     let realm = s.realm.clone().unwrap_or_else(|| "portcullis".to_string());
-    if realm.is_empty() || !realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
-        c.error(None, "server.realm", "expected printable ASCII without quotes or backslashes");
+    if realm.is_empty()
+        || !realm
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        c.error(
+            None,
+            "server.realm",
+            "expected printable ASCII without quotes or backslashes",
+        );
     }
-    (settings, realm, max_token_bytes, s.access_log.unwrap_or(true))
+    (
+        settings,
+        realm,
+        max_token_bytes,
+        s.access_log.unwrap_or(true),
+    )
 }
 
 fn compile_listeners(raw: &RawConfig, base: &Path, c: &mut Collector) -> Vec<ListenerSpec> {
@@ -119,18 +161,30 @@ fn compile_listeners(raw: &RawConfig, base: &Path, c: &mut Collector) -> Vec<Lis
         let address = match SocketAddr::from_str(l.address.as_str()) {
             Ok(a) => a,
             Err(_) => {
-                c.error(at, format!("listeners[{i}].address"), format!(
-                    "expected IP:PORT such as 0.0.0.0:8443 or [::1]:8080, found {:?}", l.address.as_str()
-                ));
+                c.error(
+                    at,
+                    format!("listeners[{i}].address"),
+                    format!(
+                        "expected IP:PORT such as 0.0.0.0:8443 or [::1]:8080, found {:?}",
+                        l.address.as_str()
+                    ),
+                );
                 continue;
             }
         };
         if address.port() != 0 && !seen.insert(address) {
-            c.error(at, format!("listeners[{i}].address"), format!("{address} is listed twice"));
+            c.error(
+                at,
+                format!("listeners[{i}].address"),
+                format!("{address} is listed twice"),
+            );
         }
         let tls = match &l.tls {
             None => None,
-            Some(t) => match tls::server_config(&resolve(base, t.certificate.as_str()), &resolve(base, t.private_key.as_str())) {
+            Some(t) => match tls::server_config(
+                &resolve(base, t.certificate.as_str()),
+                &resolve(base, t.private_key.as_str()),
+            ) {
                 Ok(cfg) => Some(cfg),
                 Err(e) => {
                     c.error(at, format!("listeners[{i}].tls"), e);
@@ -143,7 +197,10 @@ fn compile_listeners(raw: &RawConfig, base: &Path, c: &mut Collector) -> Vec<Lis
     out
 }
 
-fn compile_upstreams(raw: &BTreeMap<String, Spanned<RawUpstream>>, c: &mut Collector) -> (Vec<Upstream>, HashMap<String, usize>) {
+fn compile_upstreams(
+    raw: &BTreeMap<String, Spanned<RawUpstream>>,
+    c: &mut Collector,
+) -> (Vec<Upstream>, HashMap<String, usize>) {
     let mut out = Vec::new();
     let mut index = HashMap::new();
     if raw.is_empty() {
@@ -160,27 +217,50 @@ fn compile_upstreams(raw: &BTreeMap<String, Spanned<RawUpstream>>, c: &mut Colle
             pool_idle_timeout: u.pool_idle_timeout.map_or(d.pool_idle_timeout, |v| v.0),
             pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(d.pool_max_idle_per_host),
         };
-        let Some((scheme, authority)) = parse_upstream_url(u.url.as_str(), &key, at, c) else { continue };
+        let Some((scheme, authority)) = parse_upstream_url(u.url.as_str(), &key, at, c) else {
+            // Still known by name, so routes naming it get no second, misleading error; the
+            // config is refused anyway.
+            index.insert(name.clone(), usize::MAX);
+            continue;
+        };
         index.insert(name.clone(), out.len());
         out.push(Upstream::new(name, scheme, authority, settings));
     }
     (out, index)
 }
 
-fn parse_upstream_url(url: &str, key: &str, at: Option<&Location>, c: &mut Collector) -> Option<(Scheme, http::uri::Authority)> {
-    let expected = "expected an http URL with host and port and no path, such as http://127.0.0.1:8080";
+fn parse_upstream_url(
+    url: &str,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Option<(Scheme, http::uri::Authority)> {
+    let expected =
+        "expected an http URL with host and port and no path, such as http://127.0.0.1:8080";
     let Ok(uri) = Uri::from_str(url) else {
-        c.error(at, format!("{key}.url"), format!("{expected}, found {url:?}"));
+        c.error(
+            at,
+            format!("{key}.url"),
+            format!("{expected}, found {url:?}"),
+        );
         return None;
     };
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            c.error(at, format!("{key}.url"), "https upstreams are not supported yet; use http (TLS to upstreams is planned)");
+            c.error(
+                at,
+                format!("{key}.url"),
+                "https upstreams are not supported yet; use http (TLS to upstreams is planned)",
+            );
             return None;
         }
         _ => {
-            c.error(at, format!("{key}.url"), format!("{expected}, found {url:?}"));
+            c.error(
+                at,
+                format!("{key}.url"),
+                format!("{expected}, found {url:?}"),
+            );
             return None;
         }
     }
@@ -188,13 +268,22 @@ fn parse_upstream_url(url: &str, key: &str, at: Option<&Location>, c: &mut Colle
     match (uri.authority(), path_ok) {
         (Some(a), true) if a.as_str().rsplit_once('@').is_none() => Some((Scheme::HTTP, a.clone())),
         _ => {
-            c.error(at, format!("{key}.url"), format!("{expected}, found {url:?}"));
+            c.error(
+                at,
+                format!("{key}.url"),
+                format!("{expected}, found {url:?}"),
+            );
             None
         }
     }
 }
 
-fn compile_providers(raw: &[Spanned<RawProvider>], base: &Path, c: &mut Collector, warnings: &mut Vec<String>) -> Vec<Provider> {
+fn compile_providers(
+    raw: &[Spanned<RawProvider>],
+    base: &Path,
+    c: &mut Collector,
+    warnings: &mut Vec<String>,
+) -> Vec<Provider> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     let mut issuers = HashSet::new();
@@ -206,15 +295,31 @@ fn compile_providers(raw: &[Spanned<RawProvider>], base: &Path, c: &mut Collecto
         if p.name.is_empty() {
             c.error(at, format!("{key}.name"), "expected a non-empty name");
         } else if !names.insert(p.name.clone()) {
-            c.error(at, format!("{key}.name"), format!("provider name {:?} is used twice", p.name));
+            c.error(
+                at,
+                format!("{key}.name"),
+                format!("provider name {:?} is used twice", p.name),
+            );
         }
         if p.issuer.as_str().is_empty() {
-            c.error(at, format!("{key}.issuer"), "expected the exact iss value of the tokens");
+            c.error(
+                at,
+                format!("{key}.issuer"),
+                "expected the exact iss value of the tokens",
+            );
         } else if !issuers.insert(p.issuer.0.clone()) {
-            c.error(at, format!("{key}.issuer"), format!("issuer {:?} is configured twice", p.issuer.as_str()));
+            c.error(
+                at,
+                format!("{key}.issuer"),
+                format!("issuer {:?} is configured twice", p.issuer.as_str()),
+            );
         }
         if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
-            c.error(at, format!("{key}.audiences"), "expected a list of one or more accepted aud values");
+            c.error(
+                at,
+                format!("{key}.audiences"),
+                "expected a list of one or more accepted aud values",
+            );
         }
         let mut algorithms = Vec::new();
         for (j, name) in p.algorithms.iter().enumerate() {
@@ -227,21 +332,35 @@ fn compile_providers(raw: &[Spanned<RawProvider>], base: &Path, c: &mut Collecto
             }
         }
         if p.algorithms.is_empty() {
-            c.error(at, format!("{key}.algorithms"), "expected a list of one or more allowed algorithms");
+            c.error(
+                at,
+                format!("{key}.algorithms"),
+                "expected a list of one or more allowed algorithms",
+            );
         }
         let leeway = p.leeway.map_or(DEFAULT_LEEWAY_SECS, |d| d.0.as_secs());
         if leeway > MAX_LEEWAY_SECS {
-            c.error(at, format!("{key}.leeway"), format!("expected at most {MAX_LEEWAY_SECS}s"));
+            c.error(
+                at,
+                format!("{key}.leeway"),
+                format!("expected at most {MAX_LEEWAY_SECS}s"),
+            );
         }
         let keys = compile_keys(p, &key, at, &algorithms, base, c, warnings);
         if c.found.len() == errors_before {
             for alg in &algorithms {
                 if !keys.iter().any(|k: &VerifyKey| k.fits(*alg)) {
-                    warnings.push(format!("{key}: algorithm {alg:?} is allowed but no configured key can verify it"));
+                    warnings.push(format!(
+                        "{key}: algorithm {alg:?} is allowed but no configured key can verify it"
+                    ));
                 }
             }
             if keys.is_empty() {
-                c.error(at, key.clone(), "expected at least one key: jwks_file, public_keys or hmac_secret");
+                c.error(
+                    at,
+                    key.clone(),
+                    "expected at least one key: jwks_file, public_keys or hmac_secret",
+                );
             }
         }
         out.push(Provider {
@@ -270,15 +389,27 @@ fn compile_keys(
     if let Some(file) = &p.jwks_file {
         let path = resolve(base, file.as_str());
         match std::fs::read(&path) {
-            Err(e) => c.error(at, format!("{key}.jwks_file"), format!("cannot read {}: {e}", path.display())),
+            Err(e) => c.error(
+                at,
+                format!("{key}.jwks_file"),
+                format!("cannot read {}: {e}", path.display()),
+            ),
             Ok(bytes) => match jwks::parse(&bytes, algorithms, true) {
-                Err(e) => c.error(at, format!("{key}.jwks_file"), format!("{}: {e}", path.display())),
+                Err(e) => c.error(
+                    at,
+                    format!("{key}.jwks_file"),
+                    format!("{}: {e}", path.display()),
+                ),
                 Ok(parsed) => {
                     for why in parsed.skipped {
                         warnings.push(format!("{key}.jwks_file: skipped {why}"));
                     }
                     if parsed.keys.is_empty() {
-                        c.error(at, format!("{key}.jwks_file"), format!("{}: no usable key", path.display()));
+                        c.error(
+                            at,
+                            format!("{key}.jwks_file"),
+                            format!("{}: no usable key", path.display()),
+                        );
                     }
                     keys.extend(parsed.keys);
                 }
@@ -290,7 +421,11 @@ fn compile_keys(
             None => None,
             Some(Ok(alg)) => Some(alg),
             Some(Err(_)) => {
-                c.error(at, format!("{key}.public_keys[{j}].algorithm"), "expected an algorithm name such as RS256");
+                c.error(
+                    at,
+                    format!("{key}.public_keys[{j}].algorithm"),
+                    "expected an algorithm name such as RS256",
+                );
                 continue;
             }
         };
@@ -320,10 +455,13 @@ fn compile_keys(
         };
         let bytes = bytes.and_then(|b| {
             if secret.base64 {
-                let text = String::from_utf8(b).map_err(|_| "the secret is not base64 text".to_string())?;
+                let text = String::from_utf8(b)
+                    .map_err(|_| "the secret is not base64 text".to_string())?;
                 base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
-                    .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
+                    .or_else(|_| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim())
+                    })
                     .map_err(|_| "base64: true, but the secret is not base64".to_string())
             } else {
                 Ok(b)
@@ -337,11 +475,20 @@ fn compile_keys(
     keys
 }
 
-fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>, providers: &[Provider], c: &mut Collector) -> Vec<Route> {
+fn compile_routes(
+    raw: &[Spanned<RawRoute>],
+    upstreams: &HashMap<String, usize>,
+    providers: &[Provider],
+    c: &mut Collector,
+) -> Vec<Route> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     if raw.is_empty() {
-        c.error(None, "routes", "expected at least one route (anything no route matches is denied)");
+        c.error(
+            None,
+            "routes",
+            "expected at least one route (anything no route matches is denied)",
+        );
     }
     for (i, spanned) in raw.iter().enumerate() {
         let at = Some(&spanned.referenced);
@@ -350,13 +497,24 @@ fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>,
         if r.name.is_empty() {
             c.error(at, format!("{key}.name"), "expected a non-empty name");
         } else if !names.insert(r.name.clone()) {
-            c.error(at, format!("{key}.name"), format!("route name {:?} is used twice", r.name));
+            c.error(
+                at,
+                format!("{key}.name"),
+                format!("route name {:?} is used twice", r.name),
+            );
         }
         let path = match (&r.path, &r.prefix) {
-            (Some(p), None) => check_route_path(p, &format!("{key}.path"), at, c).map(|p| PathMatcher::Exact(p.to_string())),
-            (None, Some(p)) => check_route_path(p, &format!("{key}.prefix"), at, c).map(PathMatcher::prefix),
+            (Some(p), None) => check_route_path(p, &format!("{key}.path"), at, c)
+                .map(|p| PathMatcher::Exact(p.to_string())),
+            (None, Some(p)) => {
+                check_route_path(p, &format!("{key}.prefix"), at, c).map(PathMatcher::prefix)
+            }
             _ => {
-                c.error(at, key.clone(), "expected exactly one of path (exact match) or prefix");
+                c.error(
+                    at,
+                    key.clone(),
+                    "expected exactly one of path (exact match) or prefix",
+                );
                 None
             }
         };
@@ -364,14 +522,24 @@ fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>,
         let upstream = upstreams.get(&r.upstream).copied();
         if upstream.is_none() {
             let known: Vec<_> = upstreams.keys().map(String::as_str).collect();
-            c.error(at, format!("{key}.upstream"), format!(
-                "no upstream named {:?} (known: {})", r.upstream, known.join(", ")
-            ));
+            c.error(
+                at,
+                format!("{key}.upstream"),
+                format!(
+                    "no upstream named {:?} (known: {})",
+                    r.upstream,
+                    known.join(", ")
+                ),
+            );
         }
         let policy = compile_policy(r, &key, at, c);
         let needs_token = !matches!(policy, Some(Policy::Public));
         if needs_token && providers.is_empty() {
-            c.error(at, format!("{key}.policy"), "this route checks tokens, but no providers are configured");
+            c.error(
+                at,
+                format!("{key}.policy"),
+                "this route checks tokens, but no providers are configured",
+            );
         }
         let allowed = r.providers.as_ref().map(|list| {
             list.iter()
@@ -379,7 +547,11 @@ fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>,
                 .filter_map(|(j, name)| {
                     let found = providers.iter().position(|p| &*p.name == name);
                     if found.is_none() {
-                        c.error(at, format!("{key}.providers[{j}]"), format!("no provider named {name:?}"));
+                        c.error(
+                            at,
+                            format!("{key}.providers[{j}]"),
+                            format!("no provider named {name:?}"),
+                        );
                     }
                     found
                 })
@@ -387,11 +559,27 @@ fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>,
         });
         let claim_headers = compile_claim_headers(&r.claim_headers, &key, at, c);
         if matches!(policy, Some(Policy::Public)) && !claim_headers.is_empty() {
-            c.error(at, format!("{key}.claim_headers"), "a public route has no claims to put into headers");
+            c.error(
+                at,
+                format!("{key}.claim_headers"),
+                "a public route has no claims to put into headers",
+            );
         }
-        for (field, value) in [("token_query_param", &r.token_query_param), ("token_cookie", &r.token_cookie)] {
-            if value.as_deref().is_some_and(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic() && !b"=;&,".contains(&b))) {
-                c.error(at, format!("{key}.{field}"), "expected a parameter or cookie name");
+        for (field, value) in [
+            ("token_query_param", &r.token_query_param),
+            ("token_cookie", &r.token_cookie),
+        ] {
+            if value.as_deref().is_some_and(|v| {
+                v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"=;&,".contains(&b))
+            }) {
+                c.error(
+                    at,
+                    format!("{key}.{field}"),
+                    "expected a parameter or cookie name",
+                );
             }
         }
         if let (Some(path), Some(upstream), Some(policy)) = (path, upstream, policy) {
@@ -404,31 +592,60 @@ fn compile_routes(raw: &[Spanned<RawRoute>], upstreams: &HashMap<String, usize>,
                 providers: allowed,
                 claim_headers,
                 strip_authorization: r.strip_authorization,
-                token_sources: TokenSources { query_param: r.token_query_param.clone(), cookie: r.token_cookie.clone() },
+                token_sources: TokenSources {
+                    query_param: r.token_query_param.clone(),
+                    cookie: r.token_cookie.clone(),
+                },
             });
         }
     }
     out
 }
 
-fn check_route_path<'p>(p: &'p str, key: &str, at: Option<&Location>, c: &mut Collector) -> Option<&'p str> {
+fn check_route_path<'p>(
+    p: &'p str,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Option<&'p str> {
     match crate::routes::path::normalize(p) {
         Ok(n) if n == p => Some(p),
         Ok(n) => {
-            c.error(at, key, format!("requests are matched in normal form, so {p:?} can never match; write {n:?}"));
+            c.error(
+                at,
+                key,
+                format!(
+                    "requests are matched in normal form, so {p:?} can never match; write {n:?}"
+                ),
+            );
             None
         }
         Err(problem) => {
-            c.error(at, key, format!("{p:?} can never match a request: {problem}"));
+            c.error(
+                at,
+                key,
+                format!("{p:?} can never match a request: {problem}"),
+            );
             None
         }
     }
 }
 
-fn compile_methods(raw: Option<&[String]>, key: &str, at: Option<&Location>, c: &mut Collector) -> MethodSet {
-    let Some(list) = raw else { return MethodSet(None) };
+fn compile_methods(
+    raw: Option<&[String]>,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> MethodSet {
+    let Some(list) = raw else {
+        return MethodSet(None);
+    };
     if list.is_empty() {
-        c.error(at, format!("{key}.methods"), "expected a list of methods, or no methods key for any method");
+        c.error(
+            at,
+            format!("{key}.methods"),
+            "expected a list of methods, or no methods key for any method",
+        );
     }
     if list.iter().any(|m| m == "ANY") {
         if list.len() > 1 {
@@ -441,15 +658,22 @@ fn compile_methods(raw: Option<&[String]>, key: &str, at: Option<&Location>, c: 
         let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
         match Method::from_bytes(m.as_bytes()) {
             Ok(method) if valid => methods.push(method),
-            _ => c.error(at, format!("{key}.methods[{j}]"), format!(
-                "expected an upper-case method such as GET or POST, or ANY; found {m:?}"
-            )),
+            _ => c.error(
+                at,
+                format!("{key}.methods[{j}]"),
+                format!("expected an upper-case method such as GET or POST, or ANY; found {m:?}"),
+            ),
         }
     }
     MethodSet(Some(methods))
 }
 
-fn compile_policy(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collector) -> Option<Policy> {
+fn compile_policy(
+    r: &RawRoute,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Option<Policy> {
     let kind = r.policy.unwrap_or(RawPolicy::Authenticated);
     match (kind, &r.require) {
         (RawPolicy::Public, None) => {
@@ -461,10 +685,15 @@ fn compile_policy(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collec
         (RawPolicy::Optional, None) => Some(Policy::Optional),
         (RawPolicy::Authenticated, None) => Some(Policy::Authenticated(None)),
         (RawPolicy::Authenticated, Some(cond)) => {
-            compile_condition(cond, &format!("{key}.require"), c).map(|c| Policy::Authenticated(Some(c)))
+            compile_condition(cond, &format!("{key}.require"), c)
+                .map(|c| Policy::Authenticated(Some(c)))
         }
         (_, Some(cond)) => {
-            c.error(Some(&cond.referenced), format!("{key}.require"), "require needs policy: authenticated (the default)");
+            c.error(
+                Some(&cond.referenced),
+                format!("{key}.require"),
+                "require needs policy: authenticated (the default)",
+            );
             None
         }
     }
@@ -472,7 +701,11 @@ fn compile_policy(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collec
 
 const OPERATORS: &str = "equals, one_of, contains, contains_any, contains_all, scope, exists";
 
-fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collector) -> Option<Condition> {
+fn compile_condition(
+    spanned: &Spanned<RawCondition>,
+    key: &str,
+    c: &mut Collector,
+) -> Option<Condition> {
     let at = Some(&spanned.referenced);
     let raw = &spanned.value;
     let combinators = raw.all.is_some() as u8 + raw.any.is_some() as u8;
@@ -490,7 +723,11 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
     .count();
     if combinators > 0 {
         if combinators > 1 || operators > 0 || raw.claim.is_some() {
-            c.error(at, key, "all or any stands alone: put the claim tests inside its list");
+            c.error(
+                at,
+                key,
+                "all or any stands alone: put the claim tests inside its list",
+            );
             return None;
         }
         let (name, list) = match (&raw.all, &raw.any) {
@@ -499,7 +736,11 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
             _ => return None,
         };
         if list.is_empty() {
-            c.error(at, format!("{key}.{name}"), "expected one or more conditions");
+            c.error(
+                at,
+                format!("{key}.{name}"),
+                "expected one or more conditions",
+            );
             return None;
         }
         let parts: Vec<_> = list
@@ -508,10 +749,20 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
             .map(|(i, item)| compile_condition(item, &format!("{key}.{name}[{i}]"), c))
             .collect();
         let parts: Option<Vec<_>> = parts.into_iter().collect();
-        return parts.map(|p| if name == "all" { Condition::All(p) } else { Condition::Any(p) });
+        return parts.map(|p| {
+            if name == "all" {
+                Condition::All(p)
+            } else {
+                Condition::Any(p)
+            }
+        });
     }
     let Some(claim) = &raw.claim else {
-        c.error(at, key, format!("expected claim with one of {OPERATORS}, or all/any with a list"));
+        c.error(
+            at,
+            key,
+            format!("expected claim with one of {OPERATORS}, or all/any with a list"),
+        );
         return None;
     };
     let path = match ClaimPath::parse(claim) {
@@ -522,13 +773,26 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
         }
     };
     if operators != 1 {
-        c.error(at, key, format!("expected exactly one of {OPERATORS} beside claim"));
+        c.error(
+            at,
+            key,
+            format!("expected exactly one of {OPERATORS} beside claim"),
+        );
         return None;
     }
     let mut scalar = |v: &Value, field: &str| -> bool {
         let ok = matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
         if !ok {
-            c.error(at, format!("{key}.{field}"), "expected a string, number or boolean");
+            let hint = if v.is_array() {
+                " (for a list, use one_of, contains_any or contains_all)"
+            } else {
+                ""
+            };
+            c.error(
+                at,
+                format!("{key}.{field}"),
+                format!("expected a string, number or boolean{hint}"),
+            );
         }
         ok
     };
@@ -536,11 +800,26 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
         scalar(v, "equals").then(|| ClaimTest::Equals(v.clone()))
     } else if let Some(v) = &raw.contains {
         scalar(v, "contains").then(|| ClaimTest::Contains(v.clone()))
-    } else if let Some(list) = raw.one_of.as_ref().or(raw.contains_any.as_ref()).or(raw.contains_all.as_ref()) {
-        let field = if raw.one_of.is_some() { "one_of" } else if raw.contains_any.is_some() { "contains_any" } else { "contains_all" };
+    } else if let Some(list) = raw
+        .one_of
+        .as_ref()
+        .or(raw.contains_any.as_ref())
+        .or(raw.contains_all.as_ref())
+    {
+        let field = if raw.one_of.is_some() {
+            "one_of"
+        } else if raw.contains_any.is_some() {
+            "contains_any"
+        } else {
+            "contains_all"
+        };
         let ok = !list.is_empty() && list.iter().all(|v| scalar(v, field));
         if list.is_empty() {
-            c.error(at, format!("{key}.{field}"), "expected a list of one or more values");
+            c.error(
+                at,
+                format!("{key}.{field}"),
+                "expected a list of one or more values",
+            );
         }
         ok.then(|| match field {
             "one_of" => ClaimTest::OneOf(list.clone()),
@@ -552,8 +831,16 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
             StringOrList::One(s) => s.split_whitespace().map(str::to_string).collect(),
             StringOrList::Many(list) => list.clone(),
         };
-        if scopes.is_empty() || scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
-            c.error(at, format!("{key}.scope"), "expected one or more scope names without spaces");
+        if scopes.is_empty()
+            || scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            c.error(
+                at,
+                format!("{key}.scope"),
+                "expected one or more scope names without spaces",
+            );
             None
         } else {
             Some(ClaimTest::Scope(scopes))
@@ -564,7 +851,12 @@ fn compile_condition(spanned: &Spanned<RawCondition>, key: &str, c: &mut Collect
     test.map(|test| Condition::Claim { path, test })
 }
 
-fn compile_claim_headers(raw: &BTreeMap<String, String>, key: &str, at: Option<&Location>, c: &mut Collector) -> Vec<ClaimHeader> {
+fn compile_claim_headers(
+    raw: &BTreeMap<String, String>,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Vec<ClaimHeader> {
     let mut out = Vec::new();
     for (header, claim) in raw {
         let field = format!("{key}.claim_headers.{header}");
@@ -576,7 +868,13 @@ fn compile_claim_headers(raw: &BTreeMap<String, String>, key: &str, at: Option<&
             }
         };
         if is_reserved_for_injection(&name) {
-            c.error(at, field, format!("{header} is managed by the gateway or by HTTP itself and cannot carry a claim"));
+            c.error(
+                at,
+                field,
+                format!(
+                    "{header} is managed by the gateway or by HTTP itself and cannot carry a claim"
+                ),
+            );
             continue;
         }
         match ClaimPath::parse(claim) {

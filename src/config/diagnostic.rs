@@ -17,7 +17,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(file: &Path, location: Option<&Location>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: &Path,
+        location: Option<&Location>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         let position = location
             .filter(|l| l.line() > 0)
             .map(|l| (l.line(), l.column()));
@@ -71,11 +76,20 @@ pub struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     pub fn new(file: &'a Path) -> Self {
-        Collector { file, found: Vec::new() }
+        Collector {
+            file,
+            found: Vec::new(),
+        }
     }
 
     /// Records a problem at `path`, at `location` when one is known.
-    pub fn error(&mut self, location: Option<&Location>, path: impl Into<String>, message: impl Into<String>) {
-        self.found.push(Diagnostic::new(self.file, location, path, message));
+    pub fn error(
+        &mut self,
+        location: Option<&Location>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.found
+            .push(Diagnostic::new(self.file, location, path, message));
     }
 }

@@ -62,10 +62,8 @@ pub fn substitute(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(format!("`${{{expr}}}` is not a valid variable reference"));
             }
@@ -93,11 +91,13 @@ pub struct Duration(pub std::time::Duration);
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        humantime::parse_duration(raw.trim()).map(Duration).map_err(|e| {
-            D::Error::custom(format!(
-                "expected a duration such as 30s, 500ms or 5m, found {raw:?} ({e})"
-            ))
-        })
+        humantime::parse_duration(raw.trim())
+            .map(Duration)
+            .map_err(|e| {
+                D::Error::custom(format!(
+                    "expected a duration such as 30s, 500ms or 5m, found {raw:?} ({e})"
+                ))
+            })
     }
 }
 

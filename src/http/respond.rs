@@ -31,12 +31,27 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    const fn new(status: StatusCode, code: &'static str, challenge: Challenge, detail: &'static str) -> Self {
-        Rejection { status, code, challenge, detail }
+    const fn new(
+        status: StatusCode,
+        code: &'static str,
+        challenge: Challenge,
+        detail: &'static str,
+    ) -> Self {
+        Rejection {
+            status,
+            code,
+            challenge,
+            detail,
+        }
     }
 
     const fn invalid_token(code: &'static str, detail: &'static str) -> Self {
-        Rejection::new(StatusCode::UNAUTHORIZED, code, Challenge::InvalidToken, detail)
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            Challenge::InvalidToken,
+            detail,
+        )
     }
 }
 
@@ -45,17 +60,33 @@ impl Rejection {
 pub fn rejection(err: &RequestError) -> Rejection {
     use StatusCode as S;
     match err {
-        RequestError::NoRoute => Rejection::new(S::NOT_FOUND, "no_route", Challenge::None, "no route matches this request"),
-        RequestError::MethodNotAllowed => {
-            Rejection::new(S::METHOD_NOT_ALLOWED, "method_not_allowed", Challenge::None, "the route does not allow this method")
+        RequestError::NoRoute => Rejection::new(
+            S::NOT_FOUND,
+            "no_route",
+            Challenge::None,
+            "no route matches this request",
+        ),
+        RequestError::MethodNotAllowed => Rejection::new(
+            S::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            Challenge::None,
+            "the route does not allow this method",
+        ),
+        RequestError::AmbiguousPath(detail) => {
+            Rejection::new(S::BAD_REQUEST, "ambiguous_path", Challenge::None, detail)
         }
-        RequestError::AmbiguousPath(detail) => Rejection::new(S::BAD_REQUEST, "ambiguous_path", Challenge::None, detail),
-        RequestError::MissingToken => {
-            Rejection::new(S::UNAUTHORIZED, "missing_token", Challenge::Bearer, "a bearer token is required")
-        }
-        RequestError::InvalidRequest(detail) => {
-            Rejection::new(S::BAD_REQUEST, "invalid_request", Challenge::InvalidRequest, detail)
-        }
+        RequestError::MissingToken => Rejection::new(
+            S::UNAUTHORIZED,
+            "missing_token",
+            Challenge::Bearer,
+            "a bearer token is required",
+        ),
+        RequestError::InvalidRequest(detail) => Rejection::new(
+            S::BAD_REQUEST,
+            "invalid_request",
+            Challenge::InvalidRequest,
+            detail,
+        ),
         RequestError::Token(e) => token_rejection(*e),
         RequestError::Denied(code) => Rejection::new(
             S::FORBIDDEN,
@@ -63,15 +94,24 @@ pub fn rejection(err: &RequestError) -> Rejection {
             Challenge::InsufficientScope,
             "the token does not grant access to this route",
         ),
-        RequestError::Upstream(UpstreamError::Connect) => {
-            Rejection::new(S::BAD_GATEWAY, "upstream_unavailable", Challenge::None, "could not connect to the upstream")
-        }
-        RequestError::Upstream(UpstreamError::Protocol) => {
-            Rejection::new(S::BAD_GATEWAY, "upstream_error", Challenge::None, "the upstream connection failed")
-        }
-        RequestError::Upstream(UpstreamError::Timeout) => {
-            Rejection::new(S::GATEWAY_TIMEOUT, "upstream_timeout", Challenge::None, "the upstream did not answer in time")
-        }
+        RequestError::Upstream(UpstreamError::Connect) => Rejection::new(
+            S::BAD_GATEWAY,
+            "upstream_unavailable",
+            Challenge::None,
+            "could not connect to the upstream",
+        ),
+        RequestError::Upstream(UpstreamError::Protocol) => Rejection::new(
+            S::BAD_GATEWAY,
+            "upstream_error",
+            Challenge::None,
+            "the upstream connection failed",
+        ),
+        RequestError::Upstream(UpstreamError::Timeout) => Rejection::new(
+            S::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            Challenge::None,
+            "the upstream did not answer in time",
+        ),
     }
 }
 
@@ -143,7 +183,10 @@ pub fn render(r: &Rejection, realm: &str) -> Response<ProxyBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
     *response.status_mut() = r.status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let challenge = match r.challenge {
         Challenge::None => None,
@@ -175,22 +218,86 @@ mod tests {
     fn rejection_table() {
         use StatusCode as S;
         let cases: Vec<(RequestError, S, &str, Challenge)> = vec![
-            (RequestError::NoRoute, S::NOT_FOUND, "no_route", Challenge::None),
-            (RequestError::MethodNotAllowed, S::METHOD_NOT_ALLOWED, "method_not_allowed", Challenge::None),
-            (RequestError::AmbiguousPath("x"), S::BAD_REQUEST, "ambiguous_path", Challenge::None),
-            (RequestError::MissingToken, S::UNAUTHORIZED, "missing_token", Challenge::Bearer),
-            (RequestError::InvalidRequest("x"), S::BAD_REQUEST, "invalid_request", Challenge::InvalidRequest),
-            (TokenError::Expired.into(), S::UNAUTHORIZED, "token_expired", Challenge::InvalidToken),
-            (TokenError::BadSignature.into(), S::UNAUTHORIZED, "bad_signature", Challenge::InvalidToken),
-            (TokenError::UnknownKey.into(), S::UNAUTHORIZED, "unknown_key", Challenge::InvalidToken),
-            (TokenError::UnknownIssuer.into(), S::UNAUTHORIZED, "issuer_mismatch", Challenge::InvalidToken),
-            (RequestError::Denied("missing_claim"), S::FORBIDDEN, "missing_claim", Challenge::InsufficientScope),
-            (UpstreamError::Connect.into(), S::BAD_GATEWAY, "upstream_unavailable", Challenge::None),
-            (UpstreamError::Timeout.into(), S::GATEWAY_TIMEOUT, "upstream_timeout", Challenge::None),
+            (
+                RequestError::NoRoute,
+                S::NOT_FOUND,
+                "no_route",
+                Challenge::None,
+            ),
+            (
+                RequestError::MethodNotAllowed,
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                Challenge::None,
+            ),
+            (
+                RequestError::AmbiguousPath("x"),
+                S::BAD_REQUEST,
+                "ambiguous_path",
+                Challenge::None,
+            ),
+            (
+                RequestError::MissingToken,
+                S::UNAUTHORIZED,
+                "missing_token",
+                Challenge::Bearer,
+            ),
+            (
+                RequestError::InvalidRequest("x"),
+                S::BAD_REQUEST,
+                "invalid_request",
+                Challenge::InvalidRequest,
+            ),
+            (
+                TokenError::Expired.into(),
+                S::UNAUTHORIZED,
+                "token_expired",
+                Challenge::InvalidToken,
+            ),
+            (
+                TokenError::BadSignature.into(),
+                S::UNAUTHORIZED,
+                "bad_signature",
+                Challenge::InvalidToken,
+            ),
+            (
+                TokenError::UnknownKey.into(),
+                S::UNAUTHORIZED,
+                "unknown_key",
+                Challenge::InvalidToken,
+            ),
+            (
+                TokenError::UnknownIssuer.into(),
+                S::UNAUTHORIZED,
+                "issuer_mismatch",
+                Challenge::InvalidToken,
+            ),
+            (
+                RequestError::Denied("missing_claim"),
+                S::FORBIDDEN,
+                "missing_claim",
+                Challenge::InsufficientScope,
+            ),
+            (
+                UpstreamError::Connect.into(),
+                S::BAD_GATEWAY,
+                "upstream_unavailable",
+                Challenge::None,
+            ),
+            (
+                UpstreamError::Timeout.into(),
+                S::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                Challenge::None,
+            ),
         ];
         for (err, status, code, challenge) in cases {
             let r = rejection(&err);
-            assert_eq!((r.status, r.code, r.challenge), (status, code, challenge), "{err:?}");
+            assert_eq!(
+                (r.status, r.code, r.challenge),
+                (status, code, challenge),
+                "{err:?}"
+            );
         }
     }
 
@@ -198,10 +305,28 @@ mod tests {
     fn every_token_detail_is_a_valid_quoted_string() {
         use TokenError::*;
         for e in [
-            Oversize, Malformed, BadHeader, BadPayload, AlgNone, UnsupportedAlgorithm, AlgorithmNotAllowed,
-            UnsupportedCrit, EmbeddedKey, MissingIssuer, UnknownIssuer, UnknownKey, KeyAlgorithmMismatch,
-            BadSignature, Expired, NotYetValid, IssuedInFuture, MissingExpiry, BadTimeClaim, MissingAudience,
-            AudienceMismatch, BadIssuer,
+            Oversize,
+            Malformed,
+            BadHeader,
+            BadPayload,
+            AlgNone,
+            UnsupportedAlgorithm,
+            AlgorithmNotAllowed,
+            UnsupportedCrit,
+            EmbeddedKey,
+            MissingIssuer,
+            UnknownIssuer,
+            UnknownKey,
+            KeyAlgorithmMismatch,
+            BadSignature,
+            Expired,
+            NotYetValid,
+            IssuedInFuture,
+            MissingExpiry,
+            BadTimeClaim,
+            MissingAudience,
+            AudienceMismatch,
+            BadIssuer,
         ] {
             let r = token_rejection(e);
             assert!(!r.detail.contains(['"', '\\']), "{e:?}");

@@ -38,12 +38,18 @@ struct Outcome {
 }
 
 /// Serves one request: runs the pipeline, maps any error to its response, logs one line.
-pub async fn handle(state: Arc<AppState>, conn: ConnInfo, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: ConnInfo,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     // Step 3: one config snapshot for the whole request.
     let snapshot = state.snapshot.load_full();
     let method = request.method().clone();
-    let raw_path = snapshot.access_log.then(|| request.uri().path().to_string());
+    let raw_path = snapshot
+        .access_log
+        .then(|| request.uri().path().to_string());
     let mut outcome = Outcome::default();
     let (response, reason) = match pipeline(&snapshot, conn, request, &mut outcome).await {
         Ok(response) => (response, "allowed"),
@@ -78,18 +84,25 @@ async fn pipeline(
     let normalized = path::normalize(request.uri().path()).map_err(RequestError::AmbiguousPath)?;
 
     // Step 4: route match; no match is denied and nothing is forwarded.
-    let route = snapshot.routes.find(request.method(), &normalized).map_err(|miss| match miss {
-        Miss::NoRoute => RequestError::NoRoute,
-        Miss::MethodNotAllowed => RequestError::MethodNotAllowed,
-    })?;
+    let route = snapshot
+        .routes
+        .find(request.method(), &normalized)
+        .map_err(|miss| match miss {
+            Miss::NoRoute => RequestError::NoRoute,
+            Miss::MethodNotAllowed => RequestError::MethodNotAllowed,
+        })?;
     outcome.route = Some(route.name.clone());
 
     // Steps 5–7: extract, screen and verify the token, unless the route is public.
     let verified = match &route.policy {
         Policy::Public => None,
         policy => {
-            let presented = extract::extract(request.headers(), request.uri().query(), &route.token_sources)
-                .map_err(|e| RequestError::InvalidRequest(e.describe()))?;
+            let presented = extract::extract(
+                request.headers(),
+                request.uri().query(),
+                &route.token_sources,
+            )
+            .map_err(|e| RequestError::InvalidRequest(e.describe()))?;
             match presented {
                 None if matches!(policy, Policy::Optional) => None,
                 None => return Err(RequestError::MissingToken),
@@ -111,7 +124,9 @@ async fn pipeline(
 
     // Step 8: claim policy.
     if let (Policy::Authenticated(Some(condition)), Some(v)) = (&route.policy, &verified) {
-        condition.evaluate(&v.claims).map_err(|d| RequestError::Denied(d.code()))?;
+        condition
+            .evaluate(&v.claims)
+            .map_err(|d| RequestError::Denied(d.code()))?;
     }
 
     // Step 9: header rewrite.
@@ -123,12 +138,22 @@ async fn pipeline(
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    let ctx = headers::ForwardContext { client_ip: conn.remote.ip(), tls: conn.tls, host: host.as_deref() };
-    headers::rewrite_request(&mut parts.headers, route, verified.as_ref().map(|v| &*v.claims), ctx);
+    let ctx = headers::ForwardContext {
+        client_ip: conn.remote.ip(),
+        tls: conn.tls,
+        host: host.as_deref(),
+    };
+    headers::rewrite_request(
+        &mut parts.headers,
+        route,
+        verified.as_ref().map(|v| &*v.claims),
+        ctx,
+    );
 
     // Step 10: forward, bodies streamed.
     let upstream = &snapshot.upstreams[route.upstream];
-    let mut response = forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
+    let mut response =
+        forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
     headers::rewrite_response(response.headers_mut());
     Ok(response.map(Either::Left))
 }
@@ -147,5 +172,7 @@ fn forwarded_path(uri: &http::Uri, normalized: Cow<'_, str>) -> Result<PathAndQu
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

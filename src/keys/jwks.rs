@@ -40,9 +40,13 @@ pub struct ParsedJwks {
 
 /// Parses a JWKS document. `allowed` is the provider's algorithm allow-list; `symmetric` lets
 /// `oct` (HMAC) keys in, which only a local file may carry.
-pub fn parse(document: &[u8], allowed: &[Algorithm], symmetric: bool) -> Result<ParsedJwks, String> {
-    let raw: RawJwks =
-        serde_json::from_slice(document).map_err(|e| format!("not a JWKS document ({{\"keys\": [...]}}): {e}"))?;
+pub fn parse(
+    document: &[u8],
+    allowed: &[Algorithm],
+    symmetric: bool,
+) -> Result<ParsedJwks, String> {
+    let raw: RawJwks = serde_json::from_slice(document)
+        .map_err(|e| format!("not a JWKS document ({{\"keys\": [...]}}): {e}"))?;
     let mut parsed = ParsedJwks::default();
     for (index, value) in raw.keys.into_iter().enumerate() {
         let jwk: RawJwk = match serde_json::from_value(value) {
@@ -52,7 +56,10 @@ pub fn parse(document: &[u8], allowed: &[Algorithm], symmetric: bool) -> Result<
                 continue;
             }
         };
-        let name = jwk.kid.clone().map_or_else(|| format!("key #{index} (no kid)"), |k| format!("kid {k:?}"));
+        let name = jwk.kid.clone().map_or_else(
+            || format!("key #{index} (no kid)"),
+            |k| format!("kid {k:?}"),
+        );
         match key_from_jwk(jwk, allowed, symmetric) {
             Ok(key) => parsed.keys.push(key),
             Err(why) => parsed.skipped.push(format!("{name}: {why}")),
@@ -63,17 +70,22 @@ pub fn parse(document: &[u8], allowed: &[Algorithm], symmetric: bool) -> Result<
 
 fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<VerifyKey, String> {
     if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-        return Err(format!("use {:?} is not \"sig\"", jwk.use_.unwrap_or_default()));
+        return Err(format!(
+            "use {:?} is not \"sig\"",
+            jwk.use_.unwrap_or_default()
+        ));
     }
-    if let Some(ops) = &jwk.key_ops {
-        if !ops.iter().any(|o| o == "verify") {
-            return Err("key_ops does not include \"verify\"".into());
-        }
+    if let Some(ops) = &jwk.key_ops
+        && !ops.iter().any(|o| o == "verify")
+    {
+        return Err("key_ops does not include \"verify\"".into());
     }
     let alg = match jwk.alg.as_deref() {
         None => None,
         Some(text) => {
-            let alg: Algorithm = text.parse().map_err(|_| format!("alg {text:?} is not supported"))?;
+            let alg: Algorithm = text
+                .parse()
+                .map_err(|_| format!("alg {text:?} is not supported"))?;
             if !allowed.contains(&alg) {
                 return Err(format!("alg {text} is not in the provider's algorithms"));
             }
@@ -82,7 +94,9 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
     };
     let field = |v: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
         let text = v.as_deref().ok_or_else(|| format!("missing {name}"))?;
-        URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("{name} is not base64url"))
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| format!("{name} is not base64url"))
     };
     let (kind, key) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("RSA", _) => {
@@ -90,7 +104,9 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             let e = field(&jwk.e, "e")?;
             let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
             if bits < MIN_RSA_BITS {
-                return Err(format!("RSA modulus of about {bits} bits is below {MIN_RSA_BITS}"));
+                return Err(format!(
+                    "RSA modulus of about {bits} bits is below {MIN_RSA_BITS}"
+                ));
             }
             if e.is_empty() {
                 return Err("empty RSA exponent".into());
@@ -98,10 +114,11 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
         }
         ("EC", Some(crv @ ("P-256" | "P-384"))) => {
-            let (kind, size, verify_alg): (_, _, &'static dyn signature::VerificationAlgorithm) = match crv {
-                "P-256" => (KeyKind::EcP256, 32, &signature::ECDSA_P256_SHA256_FIXED),
-                _ => (KeyKind::EcP384, 48, &signature::ECDSA_P384_SHA384_FIXED),
-            };
+            let (kind, size, verify_alg): (_, _, &'static dyn signature::VerificationAlgorithm) =
+                match crv {
+                    "P-256" => (KeyKind::EcP256, 32, &signature::ECDSA_P256_SHA256_FIXED),
+                    _ => (KeyKind::EcP384, 48, &signature::ECDSA_P384_SHA384_FIXED),
+                };
             let x = field(&jwk.x, "x")?;
             let y = field(&jwk.y, "y")?;
             if x.len() != size || y.len() != size {
@@ -111,12 +128,14 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             point.push(4);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            ParsedPublicKey::new(verify_alg, &point).map_err(|_| format!("the point is not on {crv}"))?;
+            ParsedPublicKey::new(verify_alg, &point)
+                .map_err(|_| format!("the point is not on {crv}"))?;
             (kind, DecodingKey::from_ec_der(&point))
         }
         ("OKP", Some("Ed25519")) => {
             let x = field(&jwk.x, "x")?;
-            ParsedPublicKey::new(&signature::ED25519, &x).map_err(|_| "not a valid Ed25519 key".to_string())?;
+            ParsedPublicKey::new(&signature::ED25519, &x)
+                .map_err(|_| "not a valid Ed25519 key".to_string())?;
             (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
         }
         ("oct", _) if symmetric => {
@@ -134,15 +153,23 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             });
         }
     };
-    if let Some(alg) = alg {
-        if !kind.fits(alg) {
-            return Err(format!("alg {alg:?} does not fit a {} key", kind.label()));
-        }
+    if let Some(alg) = alg
+        && !kind.fits(alg)
+    {
+        return Err(format!("alg {alg:?} does not fit a {} key", kind.label()));
     }
     if !allowed.iter().any(|a| kind.fits(*a)) {
-        return Err(format!("none of the provider's algorithms uses a {} key", kind.label()));
+        return Err(format!(
+            "none of the provider's algorithms uses a {} key",
+            kind.label()
+        ));
     }
-    Ok(VerifyKey { kid: jwk.kid, kind, alg, key })
+    Ok(VerifyKey {
+        kid: jwk.kid,
+        kind,
+        alg,
+        key,
+    })
 }
 
 #[cfg(test)]
@@ -159,28 +186,41 @@ mod tests {
 
     #[test]
     fn skips_what_it_cannot_use() {
-        let ec = format!(r#"{{"kty":"EC","crv":"P-256","kid":"ec","x":"{P256_X}","y":"{P256_Y}"}}"#);
-        let ec_as_384 = format!(r#"{{"kty":"EC","crv":"P-384","kid":"bad-crv","x":"{P256_X}","y":"{P256_Y}"}}"#);
-        let enc = format!(r#"{{"kty":"EC","crv":"P-256","kid":"enc","use":"enc","x":"{P256_X}","y":"{P256_Y}"}}"#);
-        let wrong_alg = format!(r#"{{"kty":"EC","crv":"P-256","kid":"rs","alg":"RS256","x":"{P256_X}","y":"{P256_Y}"}}"#);
-        let doc = jwks(&[
-            ec.as_str(),
-            &ec_as_384,
-            &enc,
-            &wrong_alg,
-            r#"{"kty":"EC","crv":"P-521","kid":"p521","x":"AA","y":"AA"}"#,
-            r#"{"kty":"RSA","kid":"small","n":"AQAB","e":"AQAB"}"#,
-            r#"{"kty":"oct","kid":"hmac","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}"#,
-            r#"{"kty":"XYZ","kid":"alien"}"#,
-            r#""not an object""#,
-        ]
-        .join(","));
+        let ec =
+            format!(r#"{{"kty":"EC","crv":"P-256","kid":"ec","x":"{P256_X}","y":"{P256_Y}"}}"#);
+        let ec_as_384 = format!(
+            r#"{{"kty":"EC","crv":"P-384","kid":"bad-crv","x":"{P256_X}","y":"{P256_Y}"}}"#
+        );
+        let enc = format!(
+            r#"{{"kty":"EC","crv":"P-256","kid":"enc","use":"enc","x":"{P256_X}","y":"{P256_Y}"}}"#
+        );
+        let wrong_alg = format!(
+            r#"{{"kty":"EC","crv":"P-256","kid":"rs","alg":"RS256","x":"{P256_X}","y":"{P256_Y}"}}"#
+        );
+        let doc = jwks(
+            &[
+                ec.as_str(),
+                &ec_as_384,
+                &enc,
+                &wrong_alg,
+                r#"{"kty":"EC","crv":"P-521","kid":"p521","x":"AA","y":"AA"}"#,
+                r#"{"kty":"RSA","kid":"small","n":"AQAB","e":"AQAB"}"#,
+                r#"{"kty":"oct","kid":"hmac","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}"#,
+                r#"{"kty":"XYZ","kid":"alien"}"#,
+                r#""not an object""#,
+            ]
+            .join(","),
+        );
         let parsed = parse(&doc, &[ES256, RS256], false).unwrap();
         let kids: Vec<_> = parsed.keys.iter().map(|k| k.kid.clone().unwrap()).collect();
         assert_eq!(kids, ["ec"]);
         assert_eq!(parsed.skipped.len(), 8, "{:?}", parsed.skipped);
         for kid in ["bad-crv", "enc", "rs", "p521", "small", "hmac", "alien"] {
-            assert!(parsed.skipped.iter().any(|s| s.contains(kid)), "{kid} not named in {:?}", parsed.skipped);
+            assert!(
+                parsed.skipped.iter().any(|s| s.contains(kid)),
+                "{kid} not named in {:?}",
+                parsed.skipped
+            );
         }
     }
 

@@ -16,9 +16,16 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const MIN_HMAC_BYTES: usize = 32;
 
 /// Reads a `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo) file and finds its kind.
-pub fn load_pem_public_key(path: &Path, kid: Option<String>, alg: Option<Algorithm>) -> Result<VerifyKey, String> {
+pub fn load_pem_public_key(
+    path: &Path,
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+) -> Result<VerifyKey, String> {
     let spki = SubjectPublicKeyInfoDer::from_pem_file(path).map_err(|e| {
-        format!("cannot read a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) from {}: {e}", path.display())
+        format!(
+            "cannot read a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) from {}: {e}",
+            path.display()
+        )
     })?;
     let der = spki.as_ref();
     let (kind, key) = classify_spki(der).ok_or_else(|| {
@@ -27,18 +34,29 @@ pub fn load_pem_public_key(path: &Path, kid: Option<String>, alg: Option<Algorit
             path.display()
         )
     })?;
-    if let Some(alg) = alg {
-        if !kind.fits(alg) {
-            return Err(format!("{}: a {} key cannot verify {alg:?}", path.display(), kind.label()));
-        }
+    if let Some(alg) = alg
+        && !kind.fits(alg)
+    {
+        return Err(format!(
+            "{}: a {} key cannot verify {alg:?}",
+            path.display(),
+            kind.label()
+        ));
     }
-    Ok(VerifyKey { kid, kind, alg, key })
+    Ok(VerifyKey {
+        kid,
+        kind,
+        alg,
+        key,
+    })
 }
 
 /// The kind of a DER SubjectPublicKeyInfo and a decoding key for it, if it is one we verify with.
 fn classify_spki(der: &[u8]) -> Option<(KeyKind, DecodingKey)> {
     if ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der).is_ok() {
-        let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der).ok()?.key_size_bits();
+        let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der)
+            .ok()?
+            .key_size_bits();
         return (bits >= MIN_RSA_BITS).then(|| (KeyKind::Rsa, DecodingKey::from_rsa_der(der)));
     }
     if ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, der).is_ok() {
@@ -61,7 +79,12 @@ pub fn hmac_key(secret: &[u8], kid: Option<String>) -> Result<VerifyKey, String>
             secret.len()
         ));
     }
-    Ok(VerifyKey { kid, kind: KeyKind::Hmac, alg: None, key: DecodingKey::from_secret(secret) })
+    Ok(VerifyKey {
+        kid,
+        kind: KeyKind::Hmac,
+        alg: None,
+        key: DecodingKey::from_secret(secret),
+    })
 }
 
 /// Signs and verifies a probe with jsonwebtoken's crypto backend, so that a build whose backend
@@ -70,25 +93,52 @@ pub fn crypto_self_test() -> Result<(), &'static str> {
     use jsonwebtoken::{EncodingKey, crypto};
     let secret = [7u8; 32];
     let message = b"portcullis.self-test";
-    let sig = crypto::sign(message, &EncodingKey::from_secret(&secret), Algorithm::HS256)
-        .map_err(|_| "HS256 signing failed")?;
-    let good = crypto::verify(&sig, message, &DecodingKey::from_secret(&secret), Algorithm::HS256)
-        .map_err(|_| "HS256 verification failed")?;
-    let forged = crypto::verify(&sig, b"other", &DecodingKey::from_secret(&secret), Algorithm::HS256)
-        .map_err(|_| "HS256 verification failed")?;
+    let sig = crypto::sign(
+        message,
+        &EncodingKey::from_secret(&secret),
+        Algorithm::HS256,
+    )
+    .map_err(|_| "HS256 signing failed")?;
+    let good = crypto::verify(
+        &sig,
+        message,
+        &DecodingKey::from_secret(&secret),
+        Algorithm::HS256,
+    )
+    .map_err(|_| "HS256 verification failed")?;
+    let forged = crypto::verify(
+        &sig,
+        b"other",
+        &DecodingKey::from_secret(&secret),
+        Algorithm::HS256,
+    )
+    .map_err(|_| "HS256 verification failed")?;
     if !good || forged {
         return Err("HS256 verification gives wrong answers");
     }
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .map_err(|_| "EC key generation failed")?;
-    let pair = signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-        .map_err(|_| "EC key generation failed")?;
+    let pkcs8 =
+        signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| "EC key generation failed")?;
+    let pair = signature::EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pkcs8.as_ref(),
+    )
+    .map_err(|_| "EC key generation failed")?;
     let public = signature::KeyPair::public_key(&pair).as_ref().to_vec();
-    let sig = crypto::sign(message, &EncodingKey::from_ec_der(pkcs8.as_ref()), Algorithm::ES256)
-        .map_err(|_| "ES256 signing failed")?;
-    let good = crypto::verify(&sig, message, &DecodingKey::from_ec_der(&public), Algorithm::ES256)
-        .map_err(|_| "ES256 verification failed")?;
+    let sig = crypto::sign(
+        message,
+        &EncodingKey::from_ec_der(pkcs8.as_ref()),
+        Algorithm::ES256,
+    )
+    .map_err(|_| "ES256 signing failed")?;
+    let good = crypto::verify(
+        &sig,
+        message,
+        &DecodingKey::from_ec_der(&public),
+        Algorithm::ES256,
+    )
+    .map_err(|_| "ES256 verification failed")?;
     if !good {
         return Err("ES256 verification gives wrong answers");
     }

@@ -45,7 +45,12 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds the upstream and its connection pool (no connection is opened yet).
-    pub fn new(name: &str, scheme: Scheme, authority: Authority, settings: UpstreamSettings) -> Self {
+    pub fn new(
+        name: &str,
+        scheme: Scheme,
+        authority: Authority,
+        settings: UpstreamSettings,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
@@ -56,6 +61,12 @@ impl Upstream {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle_per_host)
             .build(connector);
-        Upstream { name: name.into(), scheme, authority, settings, client }
+        Upstream {
+            name: name.into(),
+            scheme,
+            authority,
+            settings,
+            client,
+        }
     }
 }

@@ -21,7 +21,12 @@ pub async fn forward(
         .map_err(|_| UpstreamError::Protocol)?;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
-    match tokio::time::timeout(upstream.settings.response_timeout, upstream.client.request(request)).await {
+    match tokio::time::timeout(
+        upstream.settings.response_timeout,
+        upstream.client.request(request),
+    )
+    .await
+    {
         Err(_) => Err(UpstreamError::Timeout),
         Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
         Ok(Err(_)) => Err(UpstreamError::Protocol),

@@ -55,14 +55,24 @@ pub struct ForwardContext<'a> {
 }
 
 /// Rewrites request headers in place for the upstream.
-pub fn rewrite_request(headers: &mut HeaderMap, route: &Route, claims: Option<&Claims>, ctx: ForwardContext<'_>) {
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    route: &Route,
+    claims: Option<&Claims>,
+    ctx: ForwardContext<'_>,
+) {
     remove_hop_by_hop(headers);
     // Client copies of injected headers go, whatever their case or `_`/`-` spelling, also when
     // the request is anonymous: a backend must be able to trust them.
     if !route.claim_headers.is_empty() {
         let spoofed: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| route.claim_headers.iter().any(|h| same_header_name(name.as_str(), h.name.as_str())))
+            .filter(|name| {
+                route
+                    .claim_headers
+                    .iter()
+                    .any(|h| same_header_name(name.as_str(), h.name.as_str()))
+            })
             .cloned()
             .collect();
         for name in spoofed {
@@ -80,7 +90,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, route: &Route, claims: Option<&C
         }
     }
     append_forwarded_for(headers, ctx.client_ip);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if ctx.tls { "https" } else { "http" }));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+    );
     headers.remove(X_FORWARDED_HOST);
     if let Some(host) = ctx.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         if !headers.contains_key(header::HOST) {
@@ -117,8 +130,16 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     let ip = ip.to_canonical().to_string();
     let joined = {
-        let previous: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        if previous.is_empty() { ip } else { format!("{}, {ip}", previous.join(", ")) }
+        let previous: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if previous.is_empty() {
+            ip
+        } else {
+            format!("{}, {ip}", previous.join(", "))
+        }
     };
     if let Ok(value) = HeaderValue::from_str(&joined) {
         headers.insert(X_FORWARDED_FOR, value);
@@ -129,7 +150,13 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
 fn same_header_name(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes().zip(b.bytes()).all(|(x, y)| {
-            let fold = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
             fold(x) == fold(y)
         })
 }
@@ -141,8 +168,16 @@ pub fn claim_header_value(value: &Value) -> Option<HeaderValue> {
     let text = match value {
         Value::Null => return None,
         Value::String(s) => s.clone(),
-        Value::Array(items) if items.iter().all(|i| i.as_str().is_some_and(|s| !s.contains(','))) => {
-            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+        Value::Array(items)
+            if items
+                .iter()
+                .all(|i| i.as_str().is_some_and(|s| !s.contains(','))) =>
+        {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
         }
         other => serde_json::to_string(other).ok()?,
     };
@@ -176,7 +211,11 @@ mod tests {
         ];
         for (value, want) in cases {
             let got = claim_header_value(value);
-            assert_eq!(got.as_ref().map(|v| v.as_bytes()), want.map(str::as_bytes), "{value}");
+            assert_eq!(
+                got.as_ref().map(|v| v.as_bytes()),
+                want.map(str::as_bytes),
+                "{value}"
+            );
         }
     }
 
@@ -193,7 +232,10 @@ mod tests {
     fn connection_cannot_remove_host() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("example"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, host, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, host, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("x-keep", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h);

@@ -90,7 +90,13 @@ impl ClaimTest {
         let value = match (self, value) {
             (ClaimTest::Exists(want), v) => {
                 let present = v.is_some_and(|v| !v.is_null());
-                return if present == *want { Ok(()) } else if *want { Err(Denial::MissingClaim) } else { Err(Denial::ClaimMismatch) };
+                return if present == *want {
+                    Ok(())
+                } else if *want {
+                    Err(Denial::MissingClaim)
+                } else {
+                    Err(Denial::ClaimMismatch)
+                };
             }
             (ClaimTest::Scope(_), None) => return Err(Denial::MissingScope),
             (_, None) | (_, Some(Value::Null)) => return Err(Denial::MissingClaim),
@@ -121,7 +127,11 @@ impl ClaimTest {
             }
             ClaimTest::Exists(_) => unreachable!("handled above"),
         };
-        if ok { Ok(()) } else { Err(Denial::ClaimMismatch) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Denial::ClaimMismatch)
+        }
     }
 }
 
@@ -150,7 +160,10 @@ mod tests {
     use serde_json::json;
 
     fn claim(path: &str, test: ClaimTest) -> Condition {
-        Condition::Claim { path: ClaimPath::parse(path).unwrap(), test }
+        Condition::Claim {
+            path: ClaimPath::parse(path).unwrap(),
+            test,
+        }
     }
 
     #[test]
@@ -185,12 +198,28 @@ mod tests {
             ("roles", Contains(json!("root")), Err(ClaimMismatch)),
             ("role", Contains(json!("admin")), Ok(())),
             ("org", Contains(json!("acme")), Err(ClaimMismatch)),
-            ("roles", ContainsAny(vec![json!("x"), json!("reader")]), Ok(())),
+            (
+                "roles",
+                ContainsAny(vec![json!("x"), json!("reader")]),
+                Ok(()),
+            ),
             ("roles", ContainsAny(vec![json!("x")]), Err(ClaimMismatch)),
-            ("roles", ContainsAll(vec![json!("admin"), json!("reader")]), Ok(())),
-            ("roles", ContainsAll(vec![json!("admin"), json!("x")]), Err(ClaimMismatch)),
+            (
+                "roles",
+                ContainsAll(vec![json!("admin"), json!("reader")]),
+                Ok(()),
+            ),
+            (
+                "roles",
+                ContainsAll(vec![json!("admin"), json!("x")]),
+                Err(ClaimMismatch),
+            ),
             ("scope", Scope(vec!["api:read".into()]), Ok(())),
-            ("scope", Scope(vec!["api:read".into(), "api:write".into()]), Ok(())),
+            (
+                "scope",
+                Scope(vec!["api:read".into(), "api:write".into()]),
+                Ok(()),
+            ),
             ("scope", Scope(vec!["api".into()]), Err(MissingScope)),
             ("scope", Scope(vec!["api:admin".into()]), Err(MissingScope)),
             ("scp", Scope(vec!["orders.read".into()]), Ok(())),
@@ -220,10 +249,19 @@ mod tests {
         let absent = claim("tenant", ClaimTest::Exists(true));
         let cases = vec![
             (Condition::All(vec![yes.clone(), yes.clone()]), Ok(())),
-            (Condition::All(vec![yes.clone(), no.clone()]), Err(Denial::ClaimMismatch)),
+            (
+                Condition::All(vec![yes.clone(), no.clone()]),
+                Err(Denial::ClaimMismatch),
+            ),
             (Condition::Any(vec![no.clone(), yes.clone()]), Ok(())),
-            (Condition::Any(vec![absent.clone(), no.clone()]), Err(Denial::MissingClaim)),
-            (Condition::All(vec![Condition::Any(vec![no, yes.clone()]), yes]), Ok(())),
+            (
+                Condition::Any(vec![absent.clone(), no.clone()]),
+                Err(Denial::MissingClaim),
+            ),
+            (
+                Condition::All(vec![Condition::Any(vec![no, yes.clone()]), yes]),
+                Ok(()),
+            ),
             (Condition::All(vec![absent]), Err(Denial::MissingClaim)),
         ];
         for (condition, want) in cases {

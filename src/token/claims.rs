@@ -23,7 +23,10 @@ impl ClaimPath {
             return Err("a claim path must not be empty".into());
         }
         if text.contains("://") && !text.contains("[\"") {
-            return Ok(ClaimPath { segments: vec![text.to_string()], text: text.to_string() });
+            return Ok(ClaimPath {
+                segments: vec![text.to_string()],
+                text: text.to_string(),
+            });
         }
         let mut segments = Vec::new();
         let mut rest = text;
@@ -51,10 +54,15 @@ impl ClaimPath {
                 }
                 rest = next;
             } else if !rest.starts_with("[\"") {
-                return Err(format!("claim path {text:?}: expected `.` or `[\"` after a name"));
+                return Err(format!(
+                    "claim path {text:?}: expected `.` or `[\"` after a name"
+                ));
             }
         }
-        Ok(ClaimPath { segments, text: text.to_string() })
+        Ok(ClaimPath {
+            segments,
+            text: text.to_string(),
+        })
     }
 
     /// The value at this path, if every step is an object that has the next name.
@@ -84,8 +92,14 @@ mod tests {
             ("sub", &["sub"]),
             ("realm_access.roles", &["realm_access", "roles"]),
             ("https://example.com/roles", &["https://example.com/roles"]),
-            ("[\"https://example.com/claims\"].tenant", &["https://example.com/claims", "tenant"]),
-            ("resource_access[\"my.app\"].roles", &["resource_access", "my.app", "roles"]),
+            (
+                "[\"https://example.com/claims\"].tenant",
+                &["https://example.com/claims", "tenant"],
+            ),
+            (
+                "resource_access[\"my.app\"].roles",
+                &["resource_access", "my.app", "roles"],
+            ),
             ("[\"a.b\"]", &["a.b"]),
             ("cognito:groups", &["cognito:groups"]),
         ];

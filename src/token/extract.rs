@@ -114,26 +114,97 @@ mod tests {
     #[test]
     fn extract_table() {
         let none = TokenSources::default();
-        let query = TokenSources { query_param: Some("access_token".into()), cookie: None };
-        let cookie = TokenSources { query_param: None, cookie: Some("at".into()) };
-        type Case<'a> = (&'a [(&'static str, &'static str)], Option<&'a str>, &'a TokenSources, Result<Option<&'a str>, ExtractError>);
+        let query = TokenSources {
+            query_param: Some("access_token".into()),
+            cookie: None,
+        };
+        let cookie = TokenSources {
+            query_param: None,
+            cookie: Some("at".into()),
+        };
+        type Case<'a> = (
+            &'a [(&'static str, &'static str)],
+            Option<&'a str>,
+            &'a TokenSources,
+            Result<Option<&'a str>, ExtractError>,
+        );
         let cases: &[Case] = &[
-            (&[("authorization", "Bearer abc")], None, &none, Ok(Some("abc"))),
-            (&[("authorization", "bearer abc")], None, &none, Ok(Some("abc"))),
-            (&[("authorization", "BEARER   abc ")], None, &none, Ok(Some("abc"))),
-            (&[("authorization", "Basic dXNlcjpw")], None, &none, Ok(None)),
-            (&[("authorization", "Bearer")], None, &none, Err(ExtractError::EmptyBearer)),
-            (&[("authorization", "Bearer ")], None, &none, Err(ExtractError::EmptyBearer)),
-            (&[("authorization", "Bearer a"), ("authorization", "Bearer b")], None, &none, Err(ExtractError::MultipleAuthorization)),
+            (
+                &[("authorization", "Bearer abc")],
+                None,
+                &none,
+                Ok(Some("abc")),
+            ),
+            (
+                &[("authorization", "bearer abc")],
+                None,
+                &none,
+                Ok(Some("abc")),
+            ),
+            (
+                &[("authorization", "BEARER   abc ")],
+                None,
+                &none,
+                Ok(Some("abc")),
+            ),
+            (
+                &[("authorization", "Basic dXNlcjpw")],
+                None,
+                &none,
+                Ok(None),
+            ),
+            (
+                &[("authorization", "Bearer")],
+                None,
+                &none,
+                Err(ExtractError::EmptyBearer),
+            ),
+            (
+                &[("authorization", "Bearer ")],
+                None,
+                &none,
+                Err(ExtractError::EmptyBearer),
+            ),
+            (
+                &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                None,
+                &none,
+                Err(ExtractError::MultipleAuthorization),
+            ),
             (&[], None, &none, Ok(None)),
             (&[], Some("access_token=abc"), &none, Ok(None)),
             (&[], Some("x=1&access_token=abc"), &query, Ok(Some("abc"))),
-            (&[], Some("access_token=a&access_token=b"), &query, Err(ExtractError::MultipleMethods)),
-            (&[("authorization", "Bearer abc")], Some("access_token=abc"), &query, Err(ExtractError::MultipleMethods)),
-            (&[("cookie", "a=1; at=tok; b=2")], None, &cookie, Ok(Some("tok"))),
+            (
+                &[],
+                Some("access_token=a&access_token=b"),
+                &query,
+                Err(ExtractError::MultipleMethods),
+            ),
+            (
+                &[("authorization", "Bearer abc")],
+                Some("access_token=abc"),
+                &query,
+                Err(ExtractError::MultipleMethods),
+            ),
+            (
+                &[("cookie", "a=1; at=tok; b=2")],
+                None,
+                &cookie,
+                Ok(Some("tok")),
+            ),
             (&[("cookie", "at=tok")], None, &none, Ok(None)),
-            (&[("authorization", "Bearer hdr"), ("cookie", "at=tok")], None, &cookie, Ok(Some("hdr"))),
-            (&[("cookie", "at=a"), ("cookie", "at=b")], None, &cookie, Err(ExtractError::MultipleMethods)),
+            (
+                &[("authorization", "Bearer hdr"), ("cookie", "at=tok")],
+                None,
+                &cookie,
+                Ok(Some("hdr")),
+            ),
+            (
+                &[("cookie", "at=a"), ("cookie", "at=b")],
+                None,
+                &cookie,
+                Err(ExtractError::MultipleMethods),
+            ),
         ];
         for (pairs, q, sources, want) in cases {
             let map = headers(pairs);

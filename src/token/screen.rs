@@ -71,31 +71,48 @@ pub fn screen(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Toke
         return Err(TokenError::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(header_b64), Some(payload_b64), Some(signature)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
         return Err(TokenError::Malformed);
     };
     if header_b64.is_empty() || payload_b64.is_empty() || signature.is_empty() {
         return Err(TokenError::Malformed);
     }
-    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         return Err(TokenError::Malformed);
     }
-    let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::BadHeader)?;
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| TokenError::BadHeader)?;
     let raw: RawHeader = serde_json::from_slice(&header_json).map_err(|_| TokenError::BadHeader)?;
     if raw.alg.eq_ignore_ascii_case("none") {
         return Err(TokenError::AlgNone);
     }
-    let alg: Algorithm = raw.alg.parse().map_err(|_| TokenError::UnsupportedAlgorithm)?;
+    let alg: Algorithm = raw
+        .alg
+        .parse()
+        .map_err(|_| TokenError::UnsupportedAlgorithm)?;
     if raw.crit.is_some() {
         return Err(TokenError::UnsupportedCrit);
     }
     if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
         return Err(TokenError::EmbeddedKey);
     }
-    let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::BadPayload)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| TokenError::BadPayload)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadPayload)?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    Ok(UnverifiedToken { header: UnverifiedHeader { alg, kid: raw.kid }, signing_input, signature, claims })
+    Ok(UnverifiedToken {
+        header: UnverifiedHeader { alg, kid: raw.kid },
+        signing_input,
+        signature,
+        claims,
+    })
 }
 
 #[cfg(test)]
@@ -114,30 +131,94 @@ mod tests {
     fn screen_table() {
         let ok_payload = r#"{"iss":"i","exp":1}"#;
         let cases: Vec<(String, Result<Algorithm, TokenError>)> = vec![
-            (token(r#"{"alg":"RS256","kid":"k"}"#, ok_payload), Ok(Algorithm::RS256)),
-            (token(r#"{"alg":"ES256","typ":"JWT","x5t":"abc"}"#, ok_payload), Ok(Algorithm::ES256)),
-            (token(r#"{"alg":"EdDSA"}"#, ok_payload), Ok(Algorithm::EdDSA)),
-            (token(r#"{"alg":"none"}"#, ok_payload), Err(TokenError::AlgNone)),
-            (token(r#"{"alg":"NoNe"}"#, ok_payload), Err(TokenError::AlgNone)),
-            (token(r#"{"alg":"rs256"}"#, ok_payload), Err(TokenError::UnsupportedAlgorithm)),
-            (token(r#"{"alg":"ES512"}"#, ok_payload), Err(TokenError::UnsupportedAlgorithm)),
-            (token(r#"{"kid":"k"}"#, ok_payload), Err(TokenError::BadHeader)),
-            (token(r#"{"alg":"RS256","alg":"HS256"}"#, ok_payload), Err(TokenError::BadHeader)),
-            (token(r#"{"alg":"RS256","crit":["exp"]}"#, ok_payload), Err(TokenError::UnsupportedCrit)),
-            (token(r#"{"alg":"RS256","crit":[]}"#, ok_payload), Err(TokenError::UnsupportedCrit)),
-            (token(r#"{"alg":"RS256","jwk":{"kty":"oct"}}"#, ok_payload), Err(TokenError::EmbeddedKey)),
-            (token(r#"{"alg":"RS256","jku":"https://evil"}"#, ok_payload), Err(TokenError::EmbeddedKey)),
-            (token(r#"{"alg":"RS256","x5u":"https://evil"}"#, ok_payload), Err(TokenError::EmbeddedKey)),
-            (token(r#"{"alg":"RS256","x5c":["MII"]}"#, ok_payload), Err(TokenError::EmbeddedKey)),
+            (
+                token(r#"{"alg":"RS256","kid":"k"}"#, ok_payload),
+                Ok(Algorithm::RS256),
+            ),
+            (
+                token(r#"{"alg":"ES256","typ":"JWT","x5t":"abc"}"#, ok_payload),
+                Ok(Algorithm::ES256),
+            ),
+            (
+                token(r#"{"alg":"EdDSA"}"#, ok_payload),
+                Ok(Algorithm::EdDSA),
+            ),
+            (
+                token(r#"{"alg":"none"}"#, ok_payload),
+                Err(TokenError::AlgNone),
+            ),
+            (
+                token(r#"{"alg":"NoNe"}"#, ok_payload),
+                Err(TokenError::AlgNone),
+            ),
+            (
+                token(r#"{"alg":"rs256"}"#, ok_payload),
+                Err(TokenError::UnsupportedAlgorithm),
+            ),
+            (
+                token(r#"{"alg":"ES512"}"#, ok_payload),
+                Err(TokenError::UnsupportedAlgorithm),
+            ),
+            (
+                token(r#"{"kid":"k"}"#, ok_payload),
+                Err(TokenError::BadHeader),
+            ),
+            (
+                token(r#"{"alg":"RS256","alg":"HS256"}"#, ok_payload),
+                Err(TokenError::BadHeader),
+            ),
+            (
+                token(r#"{"alg":"RS256","crit":["exp"]}"#, ok_payload),
+                Err(TokenError::UnsupportedCrit),
+            ),
+            (
+                token(r#"{"alg":"RS256","crit":[]}"#, ok_payload),
+                Err(TokenError::UnsupportedCrit),
+            ),
+            (
+                token(r#"{"alg":"RS256","jwk":{"kty":"oct"}}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
+            (
+                token(r#"{"alg":"RS256","jku":"https://evil"}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
+            (
+                token(r#"{"alg":"RS256","x5u":"https://evil"}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
+            (
+                token(r#"{"alg":"RS256","x5c":["MII"]}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
             (token(r#"[1]"#, ok_payload), Err(TokenError::BadHeader)),
-            (token(r#"{"alg":"RS256"}"#, "[1,2]"), Err(TokenError::BadPayload)),
-            (token(r#"{"alg":"RS256"}"#, "not json"), Err(TokenError::BadPayload)),
-            (format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(ok_payload)), Err(TokenError::Malformed)),
+            (
+                token(r#"{"alg":"RS256"}"#, "[1,2]"),
+                Err(TokenError::BadPayload),
+            ),
+            (
+                token(r#"{"alg":"RS256"}"#, "not json"),
+                Err(TokenError::BadPayload),
+            ),
+            (
+                format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(ok_payload)),
+                Err(TokenError::Malformed),
+            ),
             ("a.b".into(), Err(TokenError::Malformed)),
             ("a.b.c.d".into(), Err(TokenError::Malformed)),
             ("a..c".into(), Err(TokenError::Malformed)),
-            (format!("{}=", token(r#"{"alg":"RS256"}"#, ok_payload)), Err(TokenError::Malformed)),
-            (format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#).replace('e', "+"), b64(ok_payload)), Err(TokenError::Malformed)),
+            (
+                format!("{}=", token(r#"{"alg":"RS256"}"#, ok_payload)),
+                Err(TokenError::Malformed),
+            ),
+            (
+                format!(
+                    "{}.{}.sig",
+                    b64(r#"{"alg":"RS256"}"#).replace('e', "+"),
+                    b64(ok_payload)
+                ),
+                Err(TokenError::Malformed),
+            ),
             ("x".repeat(9000), Err(TokenError::Oversize)),
         ];
         for (tok, want) in cases {
@@ -154,8 +235,14 @@ mod tests {
         assert_eq!(screened.signature, "c2ln");
         assert_eq!(screened.issuer_hint(), Ok("https://id"));
         let no_iss = token(r#"{"alg":"HS256"}"#, r#"{"sub":"x"}"#);
-        assert_eq!(screen(&no_iss, 8192).unwrap().issuer_hint(), Err(TokenError::MissingIssuer));
+        assert_eq!(
+            screen(&no_iss, 8192).unwrap().issuer_hint(),
+            Err(TokenError::MissingIssuer)
+        );
         let num_iss = token(r#"{"alg":"HS256"}"#, r#"{"iss":5}"#);
-        assert_eq!(screen(&num_iss, 8192).unwrap().issuer_hint(), Err(TokenError::BadIssuer));
+        assert_eq!(
+            screen(&num_iss, 8192).unwrap().issuer_hint(),
+            Err(TokenError::BadIssuer)
+        );
     }
 }

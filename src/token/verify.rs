@@ -39,7 +39,11 @@ pub struct Providers {
 impl Providers {
     /// Builds the set; issuers are unique (the config compiler checks it).
     pub fn new(list: Vec<Provider>) -> Self {
-        let by_issuer = list.iter().enumerate().map(|(i, p)| (p.issuer.clone(), i)).collect();
+        let by_issuer = list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.issuer.clone(), i))
+            .collect();
         Providers { list, by_issuer }
     }
 
@@ -83,18 +87,29 @@ pub fn verify(
     }
     check_signature(&unverified, provider)?;
     check_claims(unverified.claims_for_validation(), provider, now)?;
-    Ok(Verified { provider: index, claims: Arc::new(unverified.into_claims_after_verification()) })
+    Ok(Verified {
+        provider: index,
+        claims: Arc::new(unverified.into_claims_after_verification()),
+    })
 }
 
 fn check_signature(token: &UnverifiedToken<'_>, provider: &Provider) -> Result<(), TokenError> {
     let alg = token.header.alg;
-    let candidates = provider.keys.candidates(token.header.kid.as_deref(), alg).map_err(|miss| match miss {
-        KeyMiss::Unknown => TokenError::UnknownKey,
-        KeyMiss::Mismatch => TokenError::KeyAlgorithmMismatch,
-    })?;
+    let candidates = provider
+        .keys
+        .candidates(token.header.kid.as_deref(), alg)
+        .map_err(|miss| match miss {
+            KeyMiss::Unknown => TokenError::UnknownKey,
+            KeyMiss::Mismatch => TokenError::KeyAlgorithmMismatch,
+        })?;
     for key in candidates {
         // A key of the wrong kind was filtered out above; `verify` refusing it is still a no.
-        if let Ok(true) = jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), &key.key, alg) {
+        if let Ok(true) = jsonwebtoken::crypto::verify(
+            token.signature,
+            token.signing_input.as_bytes(),
+            &key.key,
+            alg,
+        ) {
             return Ok(());
         }
     }
@@ -111,15 +126,15 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<()
         None if provider.require_exp => return Err(TokenError::MissingExpiry),
         None => {}
     }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now + leeway < nbf {
-            return Err(TokenError::NotYetValid);
-        }
+    if let Some(nbf) = numeric_date(claims, "nbf")?
+        && now + leeway < nbf
+    {
+        return Err(TokenError::NotYetValid);
     }
-    if let Some(iat) = numeric_date(claims, "iat")? {
-        if now + leeway < iat {
-            return Err(TokenError::IssuedInFuture);
-        }
+    if let Some(iat) = numeric_date(claims, "iat")?
+        && now + leeway < iat
+    {
+        return Err(TokenError::IssuedInFuture);
     }
     match claims.get("iss") {
         Some(Value::String(iss)) if *iss == provider.issuer => {}
@@ -127,7 +142,10 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<()
         Some(_) => return Err(TokenError::BadIssuer),
         None => return Err(TokenError::MissingIssuer),
     }
-    let accepted = |aud: &Value| aud.as_str().is_some_and(|a| provider.audiences.iter().any(|x| x == a));
+    let accepted = |aud: &Value| {
+        aud.as_str()
+            .is_some_and(|a| provider.audiences.iter().any(|x| x == a))
+    };
     match claims.get("aud") {
         None | Some(Value::Null) => Err(TokenError::MissingAudience),
         Some(aud @ Value::String(_)) if accepted(aud) => Ok(()),
@@ -141,7 +159,11 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<()
 fn numeric_date(claims: &Claims, name: &str) -> Result<Option<f64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()).map(Some).ok_or(TokenError::BadTimeClaim),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map(Some)
+            .ok_or(TokenError::BadTimeClaim),
         Some(_) => Err(TokenError::BadTimeClaim),
     }
 }
@@ -170,7 +192,11 @@ mod tests {
         let with = |patch: Value| {
             let mut c = base.as_object().unwrap().clone();
             for (k, v) in patch.as_object().unwrap() {
-                if v.is_null() { c.remove(k); } else { c.insert(k.clone(), v.clone()); }
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
             }
             c
         };
@@ -189,7 +215,10 @@ mod tests {
             (json!({"iat": now + 3600}), Err(TokenError::IssuedInFuture)),
             (json!({"iat": [1]}), Err(TokenError::BadTimeClaim)),
             (json!({"iss": null}), Err(TokenError::MissingIssuer)),
-            (json!({"iss": "https://id.example/"}), Err(TokenError::UnknownIssuer)),
+            (
+                json!({"iss": "https://id.example/"}),
+                Err(TokenError::UnknownIssuer),
+            ),
             (json!({"iss": 7}), Err(TokenError::BadIssuer)),
             (json!({"aud": null}), Err(TokenError::MissingAudience)),
             (json!({"aud": "nope"}), Err(TokenError::AudienceMismatch)),
@@ -204,6 +233,9 @@ mod tests {
         }
         let mut lenient = provider();
         lenient.require_exp = false;
-        assert_eq!(check_claims(&with(json!({"exp": null})), &lenient, now), Ok(()));
+        assert_eq!(
+            check_claims(&with(json!({"exp": null})), &lenient, now),
+            Ok(())
+        );
     }
 }

@@ -1,0 +1,153 @@
+//! The built binary: `check` on good and broken configs, `run` serving and stopping gracefully
+//! on SIGTERM with a request in flight.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for config in ["config/demo.yaml", "config/reference.yaml"] {
+        let out = Command::new(BIN)
+            .args(["check", "--config", &format!("{root}/{config}")])
+            .env(
+                "PORTCULLIS_HMAC_SECRET",
+                "reference-config-secret-at-least-32-bytes",
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{config}: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(": OK"), "{stdout}");
+        assert!(stdout.contains("routes:"), "{stdout}");
+    }
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_and_key() {
+    let work = Workdir::new();
+    let path = work.write(
+        "broken.yaml",
+        "listeners:\n  - address: not-an-address\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nproviders:\n  - name: p\n    issuer: https://i\n    audiences: [api]\n    algorithms: [RS256]\n    jwks_file: missing.json\nroutes:\n  - name: r\n    prefix: /api\n    upstream: nowhere\n    require:\n      claim: roles\n      contains: [admin]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for expected in [
+        format!("{file}:2:5: listeners[0].address: expected IP:PORT"),
+        format!("{file}:7:5: providers[0].jwks_file: cannot read"),
+        format!("{file}:13:5: routes[0].upstream: no upstream named \"nowhere\""),
+        format!("{file}:17:7: routes[0].require.contains: expected a string, number or boolean"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("4 error(s)"), "{stderr}");
+
+    let path = work.write(
+        "typo.yaml",
+        "listeners:\n  - address: 127.0.0.1:0\n    tsl: {}\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:5: listeners[0].tsl: unknown field `tsl`",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn run_serves_and_drains_on_sigterm() {
+    let upstream = TestUpstream::start_with_delay(Duration::from_millis(1500)).await;
+    let work = Workdir::new();
+    let path = work.write(
+        "run.yaml",
+        &format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    policy: public\n    upstream: app\n",
+            upstream.url()
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the gateway exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("address=") {
+            let rest = &line[at + "address=".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let slow = tokio::spawn(client().get(format!("http://{addr}/slow")).send());
+    // Wait until the request is in flight at the upstream, then ask the gateway to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &running.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let response = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request was cut off");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "upstream-ok 0 bytes");
+    let mut running = running;
+    let exit = tokio::task::spawn_blocking(move || running.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+}

@@ -1,0 +1,353 @@
+//! Forwarding through the real gateway: header stripping and injection, the forwarded path,
+//! streamed bodies, upstream failures, HTTP/2 over TLS, and request limits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+struct Setup {
+    gw: TestGateway,
+    upstream: TestUpstream,
+    key: TestKey,
+    ca_pem: String,
+}
+
+async fn setup_with(upstream: TestUpstream, upstream_extra: &str) -> Setup {
+    let work = Workdir::new();
+    let pki = pki(&work);
+    let key = TestKey::rsa("rsa-1");
+    work.jwks("jwks.json", &[&key]);
+    let yaml = format!(
+        r#"
+listeners:
+  - address: 127.0.0.1:0
+  - address: 127.0.0.1:0
+    tls:
+      certificate: {cert}
+      private_key: {key}
+server:
+  max_header_bytes: 16384
+upstreams:
+  app:
+    url: {upstream}
+{upstream_extra}
+  dead:
+    url: http://127.0.0.1:1
+    connect_timeout: 2s
+providers:
+  - name: main
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    algorithms: [RS256]
+    jwks_file: jwks.json
+routes:
+  - name: api
+    prefix: /api
+    upstream: app
+    claim_headers:
+      X-User-Id: sub
+      X-User-Roles: roles
+      X-User-Org: org
+  - name: stripped
+    prefix: /stripped
+    upstream: app
+    strip_authorization: true
+  - name: public
+    prefix: /public
+    upstream: app
+    policy: public
+  - name: down
+    prefix: /down
+    upstream: dead
+    policy: public
+"#,
+        cert = pki.cert.display(),
+        key = pki.key.display(),
+        upstream = upstream.url(),
+    );
+    let gw = TestGateway::start(work, &yaml).await;
+    Setup {
+        gw,
+        upstream,
+        key,
+        ca_pem: pki.ca_pem,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(TestUpstream::start().await, "").await
+}
+
+#[tokio::test]
+async fn identity_headers_are_stripped_then_injected() {
+    let s = setup().await;
+    let token = mint(
+        &s.key,
+        "RS256",
+        &claims_with(json!({"roles": ["admin", "reader"], "org": {"id": 7}})),
+    );
+    let response = client()
+        .get(s.gw.url(0, "/api/me?x=1"))
+        .bearer_auth(&token)
+        .header("x-user-id", "mallory")
+        .header("x_user_id", "mallory")
+        .header("X-USER-ROLES", "superuser")
+        .header("x-user-org", "evil")
+        .header(
+            "connection",
+            "x-user-id, x-forwarded-for, x-forwarded-proto",
+        )
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("keep-alive", "timeout=5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("x-upstream").unwrap(), "test");
+    assert!(
+        response.headers().get("x-upstream-private").is_none(),
+        "a header named in the upstream's Connection leaked"
+    );
+    let got = s.upstream.requests().pop().unwrap();
+    let h = &got.headers;
+    assert_eq!(got.target, "/api/me?x=1");
+    assert_eq!(h.get_all("x-user-id").iter().collect::<Vec<_>>(), ["alice"]);
+    assert!(h.get("x_user_id").is_none());
+    assert_eq!(
+        h.get_all("x-user-roles").iter().collect::<Vec<_>>(),
+        ["admin,reader"]
+    );
+    assert_eq!(h.get("x-user-org").unwrap(), r#"{"id":7}"#);
+    // The client's copy was named in Connection, so it went as hop-by-hop; the gateway's own
+    // value is added after that and cannot be removed by the client.
+    assert_eq!(h.get("x-forwarded-for").unwrap(), "127.0.0.1");
+    assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    assert_eq!(
+        h.get("x-forwarded-host").unwrap(),
+        &format!("{}", s.gw.addr(0))
+    );
+    assert_eq!(h.get("host").unwrap(), &format!("{}", s.gw.addr(0)));
+    assert!(h.get("keep-alive").is_none());
+    assert!(
+        h.get("authorization").is_some(),
+        "Authorization is kept by default"
+    );
+
+    // Without a Connection list, an incoming X-Forwarded-For is appended to.
+    let response = client()
+        .get(s.gw.url(0, "/api/me"))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let got = s.upstream.requests().pop().unwrap();
+    assert_eq!(
+        got.headers.get("x-forwarded-for").unwrap(),
+        "203.0.113.9, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn authorization_stripped_where_configured_and_bad_claim_values_dropped() {
+    let s = setup().await;
+    let token = mint(&s.key, "RS256", &claims());
+    assert_eq!(
+        client()
+            .get(s.gw.url(0, "/stripped/x"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        s.upstream
+            .requests()
+            .pop()
+            .unwrap()
+            .headers
+            .get("authorization")
+            .is_none()
+    );
+
+    let evil = mint(
+        &s.key,
+        "RS256",
+        &claims_with(json!({"sub": "alice\r\nX-Admin: yes", "roles": ["a\nb"]})),
+    );
+    let response = client()
+        .get(s.gw.url(0, "/api/x"))
+        .bearer_auth(&evil)
+        .header("x-user-id", "spoof")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let got = s.upstream.requests().pop().unwrap();
+    assert!(
+        got.headers.get("x-user-id").is_none(),
+        "a claim with control characters reached a header"
+    );
+    assert!(got.headers.get("x-user-roles").is_none());
+    assert!(got.headers.get("x-admin").is_none());
+}
+
+#[tokio::test]
+async fn forwarded_path_is_the_matched_path() {
+    let s = setup().await;
+    // Percent-encoded unreserved characters are decoded before matching, and forwarded decoded.
+    let r = raw_exchange(
+        s.gw.addr(0),
+        b"GET /%70ublic/%7Ea%20b?q=%2F HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        s.upstream.requests().pop().unwrap().target,
+        "/public/~a%20b?q=%2F"
+    );
+    // Shapes a backend could read differently are refused before anything is forwarded.
+    let ambiguous = [
+        "/public/../api/x",
+        "/public/%2e%2e/api/x",
+        "/public/%2E%2e/api",
+        "/public/.%2e/api",
+        "/public/./x",
+        "/public%2fapi",
+        "/public%2Fapi",
+        "/public\\..\\api",
+        "/public%5c..%5capi",
+        "//public/x",
+        "/public/x;jsessionid=1",
+        "/public/%00x",
+        "/public/%252e%252e/api",
+    ];
+    let before = s.upstream.count();
+    for path in ambiguous {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let r = raw_exchange(s.gw.addr(0), request.as_bytes(), Duration::from_secs(5)).await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{path}: {r}");
+        assert!(r.contains("ambiguous_path"), "{path}: {r}");
+    }
+    assert_eq!(
+        s.upstream.count(),
+        before,
+        "an ambiguous path reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn request_body_is_streamed_upstream() {
+    let s = setup().await;
+    let token = mint(&s.key, "RS256", &claims());
+    let body = vec![b'z'; 3 * 1024 * 1024];
+    let response = client()
+        .post(s.gw.url(0, "/api/upload"))
+        .bearer_auth(&token)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!("upstream-ok {} bytes", body.len())
+    );
+    let got = s.upstream.requests().pop().unwrap();
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.body.len(), body.len());
+}
+
+#[tokio::test]
+async fn upstream_down_is_502() {
+    let s = setup().await;
+    let (status, code, _) =
+        reason(client().get(s.gw.url(0, "/down/x")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (502, "upstream_unavailable"));
+    // The gateway keeps serving.
+    assert_eq!(
+        client()
+            .get(s.gw.url(0, "/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_in_bounded_time() {
+    let upstream = TestUpstream::start_with_delay(Duration::from_secs(10)).await;
+    let s = setup_with(upstream, "    response_timeout: 300ms").await;
+    let started = std::time::Instant::now();
+    let (status, code, _) =
+        reason(client().get(s.gw.url(0, "/public/x")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn https_with_http2_and_http1() {
+    let s = setup().await;
+    let token = mint(&s.key, "RS256", &claims());
+    let url = format!("https://localhost:{}/api/tls", s.gw.addr(1).port());
+    for h2 in [true, false] {
+        let client = tls_client(&s.ca_pem, h2);
+        let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
+        let want = if h2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(response.version(), want);
+        assert_eq!(response.status(), 200);
+        let got = s.upstream.requests().pop().unwrap();
+        assert_eq!(got.headers.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(got.headers.get("x-user-id").unwrap(), "alice");
+        assert_eq!(
+            got.headers.get("host").unwrap(),
+            &format!("localhost:{}", s.gw.addr(1).port())
+        );
+        let (status, code, _) = reason(client.get(&url).send().await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (401, "missing_token"), "h2={h2}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_request_head_is_refused_and_gateway_keeps_serving() {
+    let s = setup().await;
+    let big = "a".repeat(20_000);
+    let response = client()
+        .get(s.gw.url(0, "/public/x"))
+        .header("x-big", big)
+        .send()
+        .await;
+    match response {
+        Ok(r) => assert_eq!(r.status(), 431),
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(
+        client()
+            .get(s.gw.url(0, "/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
