@@ -157,12 +157,12 @@ fn check(path: &Path) -> Result<ExitCode> {
     for p in s.providers.list() {
         let algs: Vec<_> = p.algorithms.iter().map(|a| format!("{a:?}")).collect();
         println!(
-            "  {}: iss {} aud [{}] alg [{}] {} key(s), leeway {}s",
+            "  {}: iss {} aud [{}] alg [{}] keys: {}, leeway {}s",
             p.name,
             p.issuer,
             p.audiences.join(", "),
             algs.join(", "),
-            p.keys.keys().len(),
+            p.keys.describe(),
             p.leeway
         );
     }

@@ -28,6 +28,8 @@ pub enum TokenError {
     MissingIssuer,
     #[error("token issuer is not accepted on this route")]
     UnknownIssuer,
+    #[error("the issuer's keys could not be loaded")]
+    KeysUnavailable,
     #[error("no key of the issuer matches the token's kid and alg")]
     UnknownKey,
     #[error("the key named by kid does not fit the token's alg")]
@@ -97,6 +99,8 @@ pub enum StartupError {
     },
     #[error("the JWT crypto self-test failed: {0}")]
     CryptoSelfTest(&'static str),
+    #[error("provider {provider}: {reason} (fail_fast is set)")]
+    Keys { provider: String, reason: String },
     #[error("cannot build the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }

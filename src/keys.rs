@@ -2,7 +2,9 @@
 //! token can only be checked with a key of the kind its `alg` names (no algorithm confusion).
 
 pub mod jwks;
+pub mod remote;
 pub mod source;
+pub mod store;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ServerSettings};
 use crate::error::StartupError;
 use crate::http::service::{ConnInfo, handle};
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 
 /// HTTP/2 streams a client may have open on one connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -75,9 +75,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         bound.push((listener, spec.tls.clone().map(TlsAcceptor::from), address));
     }
     let addresses = bound.iter().map(|(_, _, a)| *a).collect();
+    let (stop, stopped) = watch::channel(false);
+    load_remote_keys(&config.snapshot, &stopped).await?;
     let state = Arc::new(AppState::new(config.snapshot));
     let settings = Arc::new(config.server);
-    let (stop, stopped) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = Arc::new(GracefulShutdown::new());
 
@@ -118,6 +119,48 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         task,
         state,
     })
+}
+
+/// Fetches every remote key set once, concurrently (each bounded by its fetch timeout), then
+/// leaves a refresher per provider running until stop. A failed first fetch stops start-up only
+/// for providers with `fail_fast`; the others answer `keys_unavailable` until keys arrive.
+async fn load_remote_keys(
+    snapshot: &Snapshot,
+    stopped: &watch::Receiver<bool>,
+) -> Result<(), StartupError> {
+    let mut first = tokio::task::JoinSet::new();
+    for provider in snapshot
+        .providers
+        .list()
+        .iter()
+        .filter(|p| p.keys.is_remote())
+    {
+        let keys = provider.keys.clone();
+        let name = provider.name.to_string();
+        let fail_fast = keys.remote_settings().is_some_and(|s| s.fail_fast);
+        first.spawn(async move { (name, fail_fast, keys.initial_load().await) });
+    }
+    let mut failure = None;
+    while let Some(joined) = first.join_next().await {
+        if let Ok((provider, true, Err(e))) = joined {
+            failure.get_or_insert(StartupError::Keys {
+                provider,
+                reason: e.to_string(),
+            });
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    for provider in snapshot
+        .providers
+        .list()
+        .iter()
+        .filter(|p| p.keys.is_remote())
+    {
+        tokio::spawn(provider.keys.clone().run_refresher(stopped.clone()));
+    }
+    Ok(())
 }
 
 struct AcceptLoop {

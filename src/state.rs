@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::proxy::client::Upstream;
 use crate::routes::RouteTable;
+use crate::token::cache::TokenCache;
 use crate::token::verify::Providers;
 
 /// Everything a request needs, compiled once per config.
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub max_token_bytes: usize,
     /// Whether each request is logged at info level on target `access` (default true).
     pub access_log: bool,
+    /// Verified tokens of this config; `None` when turned off.
+    pub token_cache: Option<TokenCache>,
 }
 
 /// State shared by every connection of a running gateway.

@@ -1,5 +1,7 @@
-//! Steps 5–7 of the request path: find the bearer token, screen it before any crypto, verify it.
+//! Steps 5–7 of the request path: find the bearer token, screen it before any crypto, verify it
+//! (or find it in the verified-token cache).
 
+pub mod cache;
 pub mod claims;
 pub mod extract;
 pub mod screen;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine;
 use http::uri::Scheme;
@@ -18,7 +19,9 @@ use super::raw::{
     RawCondition, RawConfig, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
 };
 use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
-use crate::keys::{KeySet, VerifyKey, jwks, source};
+use crate::keys::remote::{Fetcher, RemoteSettings, RemoteSource};
+use crate::keys::store::ProviderKeys;
+use crate::keys::{VerifyKey, jwks, source};
 use crate::proxy::client::{Upstream, UpstreamSettings};
 use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{MethodSet, PathMatcher};
@@ -27,6 +30,7 @@ use crate::routes::{ClaimHeader, Route, RouteTable, TokenSources};
 use crate::state::Snapshot;
 use crate::tls;
 use crate::token::ClaimPath;
+use crate::token::cache::{TokenCache, TokenCacheSettings};
 use crate::token::verify::{Provider, Providers};
 
 /// Default largest token, in bytes.
@@ -71,6 +75,7 @@ pub fn compile(file: &Path, base: &Path, raw: RawConfig) -> Result<Config, Confi
             realm: realm.into(),
             max_token_bytes,
             access_log,
+            token_cache: TokenCache::new(token_cache_settings(&raw.server)),
         },
         warnings,
     })
@@ -82,6 +87,15 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
         path.to_path_buf()
     } else {
         base.join(path)
+    }
+}
+
+fn token_cache_settings(server: &super::raw::RawServer) -> TokenCacheSettings {
+    let d = TokenCacheSettings::default();
+    let raw = server.token_cache.as_ref();
+    TokenCacheSettings {
+        max_entries: raw.and_then(|r| r.max_entries).unwrap_or(d.max_entries),
+        max_ttl: raw.and_then(|r| r.max_ttl).map_or(d.max_ttl, |v| v.0),
     }
 }
 
@@ -347,7 +361,8 @@ fn compile_providers(
             );
         }
         let keys = compile_keys(p, &key, at, &algorithms, base, c, warnings);
-        if c.found.len() == errors_before {
+        let remote = compile_remote(p, &key, at, &algorithms, base, c);
+        if c.found.len() == errors_before && remote.is_none() {
             for alg in &algorithms {
                 if !keys.iter().any(|k: &VerifyKey| k.fits(*alg)) {
                     warnings.push(format!(
@@ -359,7 +374,7 @@ fn compile_providers(
                 c.error(
                     at,
                     key.clone(),
-                    "expected at least one key: jwks_file, public_keys or hmac_secret",
+                    "expected at least one key source: jwks_uri, discovery, jwks_file, public_keys or hmac_secret",
                 );
             }
         }
@@ -368,12 +383,126 @@ fn compile_providers(
             issuer: p.issuer.0.clone(),
             audiences: p.audiences.clone(),
             algorithms,
-            keys: KeySet::new(keys),
+            keys: Arc::new(match remote {
+                Some((fetcher, settings)) => {
+                    ProviderKeys::with_remote(&p.name, keys, fetcher, settings)
+                }
+                None => ProviderKeys::local(keys),
+            }),
             leeway,
             require_exp: p.require_exp.unwrap_or(true),
         });
     }
     out
+}
+
+/// The remote key source of a provider (`jwks_uri` or `discovery`), if it has one.
+fn compile_remote(
+    p: &RawProvider,
+    key: &str,
+    at: Option<&Location>,
+    algorithms: &[Algorithm],
+    base: &Path,
+    c: &mut Collector,
+) -> Option<(Fetcher, RemoteSettings)> {
+    let source = match (&p.jwks_uri, p.discovery) {
+        (Some(_), true) => {
+            c.error(at, key, "expected jwks_uri or discovery: true, not both");
+            return None;
+        }
+        (Some(uri), false) => RemoteSource::JwksUri(uri.0.clone()),
+        (None, true) => RemoteSource::Discovery {
+            issuer: p.issuer.0.clone(),
+        },
+        (None, false) => {
+            if p.remote_keys.is_some() {
+                c.error(
+                    at,
+                    format!("{key}.remote_keys"),
+                    "remote_keys needs jwks_uri or discovery: true",
+                );
+            }
+            return None;
+        }
+    };
+    let raw = p.remote_keys.as_ref();
+    let d = RemoteSettings::default();
+    let pick = |v: Option<&super::values::Duration>, default| v.map_or(default, |d| d.0);
+    let settings = RemoteSettings {
+        fetch_timeout: pick(raw.and_then(|r| r.fetch_timeout.as_ref()), d.fetch_timeout),
+        min_refresh: pick(raw.and_then(|r| r.min_refresh.as_ref()), d.min_refresh),
+        max_refresh: pick(raw.and_then(|r| r.max_refresh.as_ref()), d.max_refresh),
+        max_stale: pick(raw.and_then(|r| r.max_stale.as_ref()), d.max_stale),
+        unknown_kid_cooldown: pick(
+            raw.and_then(|r| r.unknown_kid_cooldown.as_ref()),
+            d.unknown_kid_cooldown,
+        ),
+        fail_fast: raw.is_some_and(|r| r.fail_fast),
+    };
+    let k = format!("{key}.remote_keys");
+    if settings.fetch_timeout.is_zero() {
+        c.error(
+            at,
+            format!("{k}.fetch_timeout"),
+            "expected a duration above 0",
+        );
+    }
+    if settings.min_refresh < std::time::Duration::from_secs(1) {
+        c.error(at, format!("{k}.min_refresh"), "expected at least 1s");
+    }
+    if settings.max_refresh < settings.min_refresh {
+        c.error(
+            at,
+            format!("{k}.max_refresh"),
+            "expected at least min_refresh",
+        );
+    }
+    let allow_http = raw.is_some_and(|r| r.allow_http);
+    let url = match &source {
+        RemoteSource::JwksUri(uri) => uri.clone(),
+        RemoteSource::Discovery { issuer } => super::super::keys::remote::discovery_url(issuer),
+    };
+    let field = if p.discovery {
+        format!("{key}.issuer")
+    } else {
+        format!("{key}.jwks_uri")
+    };
+    match Uri::from_str(&url) {
+        Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {}
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() && allow_http => {}
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+            c.error(at, field, format!("{url:?} is plain http: keys must come over https (or set remote_keys.allow_http: true)"));
+            return None;
+        }
+        _ => {
+            c.error(at, field, format!("expected an https URL, found {url:?}"));
+            return None;
+        }
+    }
+    let ca_pem = match raw.and_then(|r| r.ca_file.as_ref()) {
+        None => None,
+        Some(file) => {
+            let path = resolve(base, file.as_str());
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    c.error(
+                        at,
+                        format!("{k}.ca_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    match Fetcher::new(source, algorithms.to_vec(), &settings, ca_pem.as_deref()) {
+        Ok(fetcher) => Some((fetcher, settings)),
+        Err(e) => {
+            c.error(at, k, e);
+            None
+        }
+    }
 }
 
 fn compile_keys(

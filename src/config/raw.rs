@@ -48,6 +48,14 @@ pub struct RawServer {
     pub tls_handshake_timeout: Option<Duration>,
     pub shutdown_timeout: Option<Duration>,
     pub access_log: Option<bool>,
+    pub token_cache: Option<RawTokenCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenCache {
+    pub max_entries: Option<u64>,
+    pub max_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,11 +76,31 @@ pub struct RawProvider {
     pub audiences: Vec<String>,
     pub algorithms: Vec<String>,
     pub jwks_file: Option<Text>,
+    pub jwks_uri: Option<Text>,
+    #[serde(default)]
+    pub discovery: bool,
+    pub remote_keys: Option<RawRemoteKeys>,
     #[serde(default)]
     pub public_keys: Vec<RawPublicKey>,
     pub hmac_secret: Option<RawSecret>,
     pub leeway: Option<Duration>,
     pub require_exp: Option<bool>,
+}
+
+/// How keys fetched from `jwks_uri` or discovery are fetched and refreshed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteKeys {
+    pub ca_file: Option<Text>,
+    #[serde(default)]
+    pub allow_http: bool,
+    pub fetch_timeout: Option<Duration>,
+    pub min_refresh: Option<Duration>,
+    pub max_refresh: Option<Duration>,
+    pub max_stale: Option<Duration>,
+    pub unknown_kid_cooldown: Option<Duration>,
+    #[serde(default)]
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use http::header::HOST;
 use http::uri::PathAndQuery;
@@ -106,13 +106,16 @@ async fn pipeline(
             match presented {
                 None if matches!(policy, Policy::Optional) => None,
                 None => return Err(RequestError::MissingToken),
-                Some(token) => Some(verify::verify(
-                    token,
-                    &snapshot.providers,
-                    route.providers.as_deref(),
-                    snapshot.max_token_bytes,
-                    unix_now(),
-                )?),
+                Some(token) => Some(
+                    verify::verify(
+                        token,
+                        &snapshot.providers,
+                        snapshot.token_cache.as_ref(),
+                        route.providers.as_deref(),
+                        snapshot.max_token_bytes,
+                    )
+                    .await?,
+                ),
             }
         }
     };
@@ -169,10 +172,4 @@ fn forwarded_path(uri: &http::Uri, normalized: Cow<'_, str>) -> Result<PathAndQu
         (Cow::Owned(p), None) => PathAndQuery::try_from(p).map_err(invalid),
         (Cow::Owned(p), Some(q)) => PathAndQuery::try_from(format!("{p}?{q}")).map_err(invalid),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -1,5 +1,6 @@
-//! Step 7: pick the provider by the token's `iss`, verify the signature with one of its keys,
-//! then check the registered claims. Pure apart from the signature check; the clock is passed in.
+//! Step 7: the verified-token cache, else pick the provider by the token's `iss`, verify the
+//! signature with one of its current keys (refetching once, single-flight, for an unknown
+//! `kid`), then check the registered claims.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use super::Claims;
+use super::cache::TokenCache;
 use super::screen::{UnverifiedToken, screen};
 use crate::error::TokenError;
+use crate::keys::store::ProviderKeys;
 use crate::keys::{KeyMiss, KeySet};
 
 /// One token issuer and what a token from it must satisfy.
@@ -22,7 +25,7 @@ pub struct Provider {
     pub audiences: Vec<String>,
     /// Allowed `alg` values.
     pub algorithms: Vec<Algorithm>,
-    pub keys: KeySet,
+    pub keys: Arc<ProviderKeys>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 30).
     pub leeway: u64,
     /// Whether a token without `exp` is rejected (default yes).
@@ -62,46 +65,146 @@ pub struct Verified {
     /// Index of the provider that issued it.
     pub provider: usize,
     pub claims: Arc<Claims>,
+    /// Key-set generation it was verified with.
+    pub generation: u64,
+    /// Unix seconds from which the token is refused (`exp` + leeway; infinite without `exp`).
+    pub refuse_from: f64,
 }
 
-/// Screens and verifies `token` for a route that accepts `allowed` providers (`None`: all).
-pub fn verify(
+/// A failed verification, and the provider whose keys to refresh when the `kid` was unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub error: TokenError,
+    /// (provider index, key-set generation seen) when a key refresh may change the answer.
+    pub refresh: Option<(usize, u64)>,
+}
+
+impl From<TokenError> for Failure {
+    fn from(error: TokenError) -> Self {
+        Failure {
+            error,
+            refresh: None,
+        }
+    }
+}
+
+/// Verifies `token` for a route that accepts `allowed` providers (`None`: all): from the cache
+/// when it holds this token for a current key set, else in full, refetching keys once for an
+/// unknown `kid`.
+pub async fn verify(
+    token: &str,
+    providers: &Providers,
+    cache: Option<&TokenCache>,
+    allowed: Option<&[usize]>,
+    max_bytes: usize,
+) -> Result<Verified, TokenError> {
+    let now = unix_now();
+    let digest = cache.map(|_| TokenCache::digest(token));
+    if let (Some(cache), Some(digest)) = (cache, &digest)
+        && let Some(hit) = cache.get(digest, now)
+    {
+        if allowed.is_some_and(|a| !a.contains(&hit.provider)) {
+            return Err(TokenError::UnknownIssuer);
+        }
+        if providers.list[hit.provider].keys.generation() == hit.generation {
+            return Ok(Verified {
+                provider: hit.provider,
+                claims: hit.claims.clone(),
+                generation: hit.generation,
+                refuse_from: hit.refuse_from,
+            });
+        }
+    }
+    let verified = match verify_once(token, providers, allowed, max_bytes, now) {
+        Err(Failure {
+            refresh: Some((index, seen)),
+            error,
+        }) => {
+            if providers.list[index]
+                .keys
+                .refresh_for_unknown_kid(seen)
+                .await
+            {
+                verify_once(token, providers, allowed, max_bytes, unix_now())
+                    .map_err(|f| f.error)?
+            } else {
+                return Err(error);
+            }
+        }
+        other => other.map_err(|f| f.error)?,
+    };
+    if let (Some(cache), Some(digest)) = (cache, digest) {
+        cache.insert(
+            digest,
+            verified.provider,
+            verified.generation,
+            verified.claims.clone(),
+            verified.refuse_from,
+            now,
+        );
+    }
+    Ok(verified)
+}
+
+/// One full verification with the keys loaded now: screen, provider by `iss`, alg allow-list,
+/// signature, registered claims. Pure apart from the signature check; the clock is passed in.
+pub fn verify_once(
     token: &str,
     providers: &Providers,
     allowed: Option<&[usize]>,
     max_bytes: usize,
-    now: u64,
-) -> Result<Verified, TokenError> {
+    now: f64,
+) -> Result<Verified, Failure> {
     let unverified = screen(token, max_bytes)?;
     let index = *providers
         .by_issuer
         .get(unverified.issuer_hint()?)
         .ok_or(TokenError::UnknownIssuer)?;
     if allowed.is_some_and(|a| !a.contains(&index)) {
-        return Err(TokenError::UnknownIssuer);
+        return Err(TokenError::UnknownIssuer.into());
     }
     let provider = &providers.list[index];
     let alg = unverified.header.alg;
     if !provider.algorithms.contains(&alg) {
-        return Err(TokenError::AlgorithmNotAllowed);
+        return Err(TokenError::AlgorithmNotAllowed.into());
     }
-    check_signature(&unverified, provider)?;
-    check_claims(unverified.claims_for_validation(), provider, now)?;
+    let keys = provider.keys.snapshot();
+    match check_signature(&unverified, &keys.set) {
+        Err(error @ (TokenError::UnknownKey | TokenError::KeysUnavailable)) => {
+            let refresh = provider
+                .keys
+                .is_remote()
+                .then_some((index, keys.generation));
+            return Err(Failure { error, refresh });
+        }
+        other => other?,
+    }
+    let refuse_from = check_claims(unverified.claims_for_validation(), provider, now)?;
     Ok(Verified {
         provider: index,
         claims: Arc::new(unverified.into_claims_after_verification()),
+        generation: keys.generation,
+        refuse_from,
     })
 }
 
-fn check_signature(token: &UnverifiedToken<'_>, provider: &Provider) -> Result<(), TokenError> {
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn check_signature(token: &UnverifiedToken<'_>, keys: &KeySet) -> Result<(), TokenError> {
+    if keys.is_empty() {
+        return Err(TokenError::KeysUnavailable);
+    }
     let alg = token.header.alg;
-    let candidates = provider
-        .keys
-        .candidates(token.header.kid.as_deref(), alg)
-        .map_err(|miss| match miss {
-            KeyMiss::Unknown => TokenError::UnknownKey,
-            KeyMiss::Mismatch => TokenError::KeyAlgorithmMismatch,
-        })?;
+    let candidates =
+        keys.candidates(token.header.kid.as_deref(), alg)
+            .map_err(|miss| match miss {
+                KeyMiss::Unknown => TokenError::UnknownKey,
+                KeyMiss::Mismatch => TokenError::KeyAlgorithmMismatch,
+            })?;
     for key in candidates {
         // A key of the wrong kind was filtered out above; `verify` refusing it is still a no.
         if let Ok(true) = jsonwebtoken::crypto::verify(
@@ -116,16 +219,16 @@ fn check_signature(token: &UnverifiedToken<'_>, provider: &Provider) -> Result<(
     Err(TokenError::BadSignature)
 }
 
-/// Checks `exp`, `nbf`, `iat` (JSON numbers only), `iss` and `aud` against the provider.
-pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<(), TokenError> {
-    let now = now as f64;
+/// Checks `exp`, `nbf`, `iat` (JSON numbers only), `iss` and `aud` against the provider;
+/// returns the unix time from which the token is refused (`exp` + leeway, or infinity).
+pub fn check_claims(claims: &Claims, provider: &Provider, now: f64) -> Result<f64, TokenError> {
     let leeway = provider.leeway as f64;
-    match numeric_date(claims, "exp")? {
+    let refuse_from = match numeric_date(claims, "exp")? {
         Some(exp) if now >= exp + leeway => return Err(TokenError::Expired),
-        Some(_) => {}
+        Some(exp) => exp + leeway,
         None if provider.require_exp => return Err(TokenError::MissingExpiry),
-        None => {}
-    }
+        None => f64::INFINITY,
+    };
     if let Some(nbf) = numeric_date(claims, "nbf")?
         && now + leeway < nbf
     {
@@ -148,8 +251,8 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<()
     };
     match claims.get("aud") {
         None | Some(Value::Null) => Err(TokenError::MissingAudience),
-        Some(aud @ Value::String(_)) if accepted(aud) => Ok(()),
-        Some(Value::Array(list)) if list.iter().any(accepted) => Ok(()),
+        Some(aud @ Value::String(_)) if accepted(aud) => Ok(refuse_from),
+        Some(Value::Array(list)) if list.iter().any(accepted) => Ok(refuse_from),
         Some(_) => Err(TokenError::AudienceMismatch),
     }
 }
@@ -179,7 +282,7 @@ mod tests {
             issuer: "https://id.example".into(),
             audiences: vec!["api".into(), "other".into()],
             algorithms: vec![Algorithm::RS256],
-            keys: KeySet::default(),
+            keys: Arc::new(ProviderKeys::local(Vec::new())),
             leeway: 30,
             require_exp: true,
         }
@@ -229,13 +332,17 @@ mod tests {
         ];
         for (patch, want) in cases {
             let claims = with(patch.clone());
-            assert_eq!(check_claims(&claims, &provider(), now), want, "{patch}");
+            let got = check_claims(&claims, &provider(), now as f64).map(|_| ());
+            assert_eq!(got, want, "{patch}");
         }
         let mut lenient = provider();
         lenient.require_exp = false;
+        let no_exp = with(json!({"exp": null}));
         assert_eq!(
-            check_claims(&with(json!({"exp": null})), &lenient, now),
-            Ok(())
+            check_claims(&no_exp, &lenient, now as f64),
+            Ok(f64::INFINITY)
         );
+        let refuse_from = check_claims(&with(json!({})), &provider(), now as f64);
+        assert_eq!(refuse_from, Ok((now + 330) as f64), "exp + leeway");
     }
 }
