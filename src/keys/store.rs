@@ -104,9 +104,14 @@ impl ProviderKeys {
 
     /// A description of the sources for `check`.
     pub fn describe(&self) -> String {
-        match &self.remote {
-            None => format!("{} local key(s)", self.local.len()),
-            Some(r) => format!("{} local key(s) + {:?}", self.local.len(), r.fetcher.source),
+        use super::remote::{RemoteSource, discovery_url};
+        let local = format!("{} local key(s)", self.local.len());
+        match self.remote.as_ref().map(|r| &r.fetcher.source) {
+            None => local,
+            Some(RemoteSource::JwksUri(uri)) => format!("{local} + JWKS from {uri}"),
+            Some(RemoteSource::Discovery { issuer }) => {
+                format!("{local} + discovery via {}", discovery_url(issuer))
+            }
         }
     }
 

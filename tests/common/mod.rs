@@ -447,3 +447,203 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> S
     let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// How the test JWKS endpoint behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwksMode {
+    Serve,
+    Down,
+    Garbage,
+    Stall(Duration),
+}
+
+struct JwksState {
+    doc: String,
+    mode: JwksMode,
+    max_age: Option<u64>,
+    issuer: Option<String>,
+}
+
+/// A real JWKS (and OpenID discovery) server under test control: rotate, go down, serve
+/// garbage, stall, and count fetches.
+#[derive(Clone)]
+pub struct TestJwks {
+    pub addr: SocketAddr,
+    pub base: String,
+    state: Arc<Mutex<JwksState>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TestJwks {
+    /// Plain HTTP on 127.0.0.1.
+    pub async fn start(keys: &[&TestKey]) -> TestJwks {
+        TestJwks::start_inner(keys, None).await
+    }
+
+    /// HTTPS with the certificate of `pki` (for `localhost`).
+    pub async fn start_tls(keys: &[&TestKey], pki: &Pki) -> TestJwks {
+        TestJwks::start_inner(keys, Some(pki)).await
+    }
+
+    async fn start_inner(keys: &[&TestKey], pki: Option<&Pki>) -> TestJwks {
+        portcullis::tls::install_crypto_provider();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = match pki {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
+        let acceptor = pki.map(|p| {
+            tokio_rustls::TlsAcceptor::from(
+                portcullis::tls::server_config(&p.cert, &p.key).unwrap(),
+            )
+        });
+        let state = Arc::new(Mutex::new(JwksState {
+            doc: jwks_doc(keys),
+            mode: JwksMode::Serve,
+            max_age: None,
+            issuer: None,
+        }));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (st, count, own_base) = (state.clone(), fetches.clone(), base.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (st, count, own_base, acceptor) = (
+                    st.clone(),
+                    count.clone(),
+                    own_base.clone(),
+                    acceptor.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (st, count, own_base) = (st.clone(), count.clone(), own_base.clone());
+                        async move {
+                            Ok::<_, Infallible>(jwks_answer(&req, &st, &count, &own_base).await)
+                        }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        TestJwks {
+            addr,
+            base,
+            state,
+            fetches,
+        }
+    }
+
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks.json", self.base)
+    }
+
+    pub fn set_keys(&self, keys: &[&TestKey]) {
+        self.state.lock().unwrap().doc = jwks_doc(keys);
+    }
+
+    pub fn set_mode(&self, mode: JwksMode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// `Cache-Control: max-age` sent with the JWKS.
+    pub fn set_max_age(&self, secs: Option<u64>) {
+        self.state.lock().unwrap().max_age = secs;
+    }
+
+    /// The `issuer` the discovery document names (default: this server's base URL).
+    pub fn set_discovery_issuer(&self, issuer: &str) {
+        self.state.lock().unwrap().issuer = Some(issuer.to_string());
+    }
+
+    /// JWKS requests received so far (discovery requests not counted).
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn jwks_doc(keys: &[&TestKey]) -> String {
+    json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string()
+}
+
+async fn jwks_answer(
+    req: &Request<Incoming>,
+    state: &Mutex<JwksState>,
+    fetches: &std::sync::atomic::AtomicUsize,
+    base: &str,
+) -> Response<Full<Bytes>> {
+    let (mode, doc, max_age, issuer) = {
+        let s = state.lock().unwrap();
+        (s.mode, s.doc.clone(), s.max_age, s.issuer.clone())
+    };
+    let body = match req.uri().path() {
+        "/.well-known/openid-configuration" => {
+            json!({"issuer": issuer.unwrap_or_else(|| base.to_string()), "jwks_uri": format!("{base}/jwks.json")}).to_string()
+        }
+        "/jwks.json" => {
+            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match mode {
+                JwksMode::Serve => doc,
+                JwksMode::Garbage => "<html>oops</html>".to_string(),
+                JwksMode::Stall(d) => {
+                    tokio::time::sleep(d).await;
+                    doc
+                }
+                JwksMode::Down => {
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"down")));
+                    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    return r;
+                }
+            }
+        }
+        _ => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = http::StatusCode::NOT_FOUND;
+            return r;
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    if let Some(age) = max_age {
+        response
+            .headers_mut()
+            .insert("cache-control", format!("max-age={age}").parse().unwrap());
+    }
+    response
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes (then panics with `what`).
+pub async fn assert_eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

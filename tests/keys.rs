@@ -1,0 +1,338 @@
+//! Remote key sets against a real JWKS server under test control: rotation, unknown-kid floods,
+//! outages, garbage, removed keys, discovery, start-up without keys; and the verified-token
+//! cache.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+struct Setup {
+    gw: TestGateway,
+    jwks: TestJwks,
+    upstream: TestUpstream,
+}
+
+/// A gateway whose provider takes its keys from `jwks` (plain HTTP, allowed explicitly).
+async fn gateway(jwks: TestJwks, remote_keys: &str, server_extra: &str) -> Setup {
+    let upstream = TestUpstream::start().await;
+    let yaml = format!(
+        r#"
+listeners:
+  - address: 127.0.0.1:0
+server:
+  access_log: false
+{server_extra}
+upstreams:
+  app:
+    url: {upstream}
+providers:
+  - name: idp
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    algorithms: [RS256, ES256]
+    jwks_uri: {uri}
+    remote_keys:
+      allow_http: true
+      fetch_timeout: 1s
+{remote_keys}
+routes:
+  - name: api
+    prefix: /api
+    upstream: app
+"#,
+        upstream = upstream.url(),
+        uri = jwks.jwks_uri(),
+    );
+    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    Setup { gw, jwks, upstream }
+}
+
+async fn status(s: &Setup, token: &str) -> (u16, String) {
+    let r = client()
+        .get(s.gw.url(0, "/api/x"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let (status, reason, _) = reason(r).await;
+    (status, reason)
+}
+
+#[tokio::test]
+async fn rotation_is_picked_up_on_first_use_of_the_new_kid() {
+    let (k1, k2) = (TestKey::ec256("k1"), TestKey::ec256("k2"));
+    let s = gateway(TestJwks::start(&[&k1]).await, "", "").await;
+    assert_eq!(s.jwks.fetches(), 1, "one fetch at start-up");
+    assert_eq!(status(&s, &mint(&k1, "ES256", &claims())).await.0, 200);
+    s.jwks.set_keys(&[&k1, &k2]);
+    assert_eq!(
+        status(&s, &mint(&k2, "ES256", &claims())).await.0,
+        200,
+        "new kid accepted at once"
+    );
+    assert_eq!(s.jwks.fetches(), 2);
+    assert_eq!(status(&s, &mint(&k1, "ES256", &claims())).await.0, 200);
+    assert_eq!(s.jwks.fetches(), 2);
+}
+
+#[tokio::test]
+async fn unknown_kid_flood_causes_at_most_one_fetch() {
+    let k1 = TestKey::ec256("k1");
+    let s = gateway(TestJwks::start(&[&k1]).await, "", "").await;
+    let valid = mint(&k1, "ES256", &claims());
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..250 {
+        let token = mint_with(
+            &k1,
+            "ES256",
+            json!({"kid": format!("random-{i}")}),
+            &claims_with(json!({"jti": i})),
+        );
+        let url = s.gw.url(0, "/api/x");
+        requests.spawn(async move {
+            reason(client().get(url).bearer_auth(token).send().await.unwrap()).await
+        });
+    }
+    // Known-kid traffic keeps flowing during the flood.
+    assert_eq!(status(&s, &valid).await.0, 200);
+    while let Some(done) = requests.join_next().await {
+        let (status, reason, _) = done.unwrap();
+        assert_eq!((status, reason.as_str()), (401, "unknown_key"));
+    }
+    assert!(
+        s.jwks.fetches() <= 2,
+        "{} fetches for a random-kid flood",
+        s.jwks.fetches()
+    );
+    assert_eq!(s.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn outage_and_garbage_keep_the_last_good_keys() {
+    let k1 = TestKey::ec256("k1");
+    let jwks = TestJwks::start(&[&k1]).await;
+    jwks.set_max_age(Some(1));
+    let s = gateway(
+        jwks,
+        "      min_refresh: 1s\n      max_refresh: 2s",
+        "  token_cache:\n    max_entries: 0",
+    )
+    .await;
+    for (mode, name) in [
+        (JwksMode::Down, "503"),
+        (JwksMode::Garbage, "garbage"),
+        (
+            JwksMode::Stall(Duration::from_secs(3)),
+            "stall past the fetch timeout",
+        ),
+    ] {
+        s.jwks.set_mode(mode);
+        let before = s.jwks.fetches();
+        let jwks = s.jwks.clone();
+        assert_eventually(
+            Duration::from_secs(15),
+            "a background refresh was attempted",
+            || {
+                let jwks = jwks.clone();
+                async move { jwks.fetches() > before + 1 }
+            },
+        )
+        .await;
+        assert_eq!(
+            status(&s, &mint(&k1, "ES256", &claims())).await.0,
+            200,
+            "{name}: last good keys dropped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn removed_key_is_refused_after_the_refresh_even_when_cached() {
+    let (k1, k2) = (TestKey::ec256("k1"), TestKey::ec256("k2"));
+    let jwks = TestJwks::start(&[&k1, &k2]).await;
+    jwks.set_max_age(Some(1));
+    let s = gateway(jwks, "      min_refresh: 1s", "").await;
+    let token = mint(&k2, "ES256", &claims());
+    assert_eq!(status(&s, &token).await.0, 200);
+    assert_eq!(status(&s, &token).await.0, 200, "served from the cache");
+    s.jwks.set_keys(&[&k1]);
+    let before = s.jwks.fetches();
+    let jwks = s.jwks.clone();
+    assert_eventually(Duration::from_secs(10), "the key set was refreshed", || {
+        let jwks = jwks.clone();
+        async move { jwks.fetches() > before }
+    })
+    .await;
+    // The refresh lands just after the fetch is counted.
+    let gw = &s;
+    let token = &token;
+    assert_eventually(
+        Duration::from_secs(5),
+        "the removed key is refused",
+        || async move { status(gw, token).await == (401, "unknown_key".to_string()) },
+    )
+    .await;
+    assert_eq!(status(&s, &mint(&k1, "ES256", &claims())).await.0, 200);
+}
+
+#[tokio::test]
+async fn startup_without_keys_answers_keys_unavailable_then_recovers() {
+    let k1 = TestKey::ec256("k1");
+    let jwks = TestJwks::start(&[&k1]).await;
+    jwks.set_mode(JwksMode::Down);
+    let s = gateway(jwks, "      unknown_kid_cooldown: 1s", "").await;
+    let token = mint(&k1, "ES256", &claims());
+    assert_eq!(
+        status(&s, &token).await,
+        (401, "keys_unavailable".to_string())
+    );
+    assert_eq!(s.upstream.count(), 0);
+    s.jwks.set_mode(JwksMode::Serve);
+    let gw = &s;
+    let token = &token;
+    assert_eventually(
+        Duration::from_secs(15),
+        "keys picked up without restart",
+        || async move { status(gw, token).await.0 == 200 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fail_fast_refuses_to_start_without_keys() {
+    let k1 = TestKey::ec256("k1");
+    let jwks = TestJwks::start(&[&k1]).await;
+    jwks.set_mode(JwksMode::Down);
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_uri: {}\n    remote_keys:\n      allow_http: true\n      fail_fast: true\nroutes:\n  - name: api\n    prefix: /\n    upstream: app\n",
+        jwks.jwks_uri()
+    );
+    let work = Workdir::new();
+    let config = portcullis::config::load(&work.write("g.yaml", &yaml)).unwrap();
+    let err = portcullis::server::start(config)
+        .await
+        .expect_err("started without keys");
+    assert!(err.to_string().contains("provider idp"), "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+}
+
+#[tokio::test]
+async fn discovery_over_https_and_issuer_mismatch() {
+    let work = Workdir::new();
+    let pki = pki(&work);
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    let k1 = TestKey::rsa("k1");
+    let idp = TestJwks::start_tls(&[&k1], &pki).await;
+    let issuer = idp.base.clone();
+    let upstream = TestUpstream::start().await;
+    let yaml = |fail_fast: bool| {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {issuer}\n    audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    discovery: true\n    remote_keys:\n      ca_file: {}\n      fail_fast: {fail_fast}\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
+            upstream.url(),
+            ca.display()
+        )
+    };
+    let gw = TestGateway::start(Workdir::new(), &yaml(false)).await;
+    let token = mint(&k1, "RS256", &claims_with(json!({"iss": issuer})));
+    let r = client()
+        .get(gw.url(0, "/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A discovery document that names another issuer is refused.
+    idp.set_discovery_issuer("https://impostor.example");
+    let config = portcullis::config::load(&work.write("g.yaml", &yaml(true))).unwrap();
+    let err = portcullis::server::start(config)
+        .await
+        .expect_err("accepted a mismatching issuer");
+    assert!(err.to_string().contains("impostor"), "{err}");
+}
+
+#[tokio::test]
+async fn plain_http_key_source_needs_an_explicit_opt_in() {
+    let work = Workdir::new();
+    let path = work.write(
+        "g.yaml",
+        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nproviders:\n  - name: idp\n    issuer: https://i\n    audiences: [a]\n    algorithms: [RS256]\n    jwks_uri: http://127.0.0.1:9/jwks.json\nroutes:\n  - name: api\n    prefix: /\n    upstream: app\n",
+    );
+    let err = portcullis::config::load(&path)
+        .expect_err("plain http accepted")
+        .to_string();
+    assert!(
+        err.contains("providers[0].jwks_uri") && err.contains("allow_http"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn cached_token_is_refused_the_moment_it_expires() {
+    let k1 = TestKey::ec256("k1");
+    let work = Workdir::new();
+    work.jwks("jwks.json", &[&k1]);
+    let upstream = TestUpstream::start().await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\n    leeway: 0s\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
+        upstream.url()
+    );
+    let gw = TestGateway::start(work, &yaml).await;
+    let exp = now() + 2;
+    let token = mint(&k1, "ES256", &claims_with(json!({"exp": exp})));
+    let get = || client().get(gw.url(0, "/api/x")).bearer_auth(&token).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.unwrap().status(), 200);
+    let cache = gw
+        .gateway
+        .state
+        .snapshot
+        .load()
+        .token_cache
+        .clone()
+        .unwrap();
+    assert_eq!(cache.entry_count(), 1);
+    while now() < exp {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, code, _) = reason(get().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (401, "token_expired"));
+}
+
+#[tokio::test]
+async fn cache_stays_bounded_under_many_distinct_tokens() {
+    let k1 = TestKey::ec256("k1");
+    let work = Workdir::new();
+    work.jwks("jwks.json", &[&k1]);
+    let upstream = TestUpstream::start().await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  access_log: false\n  token_cache:\n    max_entries: 50\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
+        upstream.url()
+    );
+    let gw = TestGateway::start(work, &yaml).await;
+    let http = client();
+    for i in 0..300 {
+        let token = mint(&k1, "ES256", &claims_with(json!({"jti": i})));
+        assert_eq!(
+            http.get(gw.url(0, "/api/x"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let cache = gw
+        .gateway
+        .state
+        .snapshot
+        .load()
+        .token_cache
+        .clone()
+        .unwrap();
+    assert!(cache.entry_count() <= 50, "{} entries", cache.entry_count());
+}
