@@ -95,6 +95,9 @@ fn token_cache_settings(server: &super::raw::RawServer) -> TokenCacheSettings {
     let raw = server.token_cache.as_ref();
     TokenCacheSettings {
         max_entries: raw.and_then(|r| r.max_entries).unwrap_or(d.max_entries),
+        max_memory: raw
+            .and_then(|r| r.max_memory_mib)
+            .map_or(d.max_memory, |m| m.saturating_mul(1024 * 1024)),
         max_ttl: raw.and_then(|r| r.max_ttl).map_or(d.max_ttl, |v| v.0),
     }
 }

@@ -55,6 +55,7 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawTokenCache {
     pub max_entries: Option<u64>,
+    pub max_memory_mib: Option<u64>,
     pub max_ttl: Option<Duration>,
 }
 

@@ -11,13 +11,15 @@ use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
 use super::Claims;
+use super::verify::Verified;
 
 /// Size and lifetime limits, with defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCacheSettings {
-    /// Most entries (default 10000; 0 turns the cache off). Each holds the claims of one token,
-    /// at most `max_token_bytes` of JSON.
+    /// Most entries (default 10000; 0 turns the cache off).
     pub max_entries: u64,
+    /// Most memory the entries may hold, estimated from each token's size (default 64 MiB).
+    pub max_memory: u64,
     /// Longest an entry lives, whatever the token's `exp` (default 5 min).
     pub max_ttl: Duration,
 }
@@ -26,6 +28,7 @@ impl Default for TokenCacheSettings {
     fn default() -> Self {
         TokenCacheSettings {
             max_entries: 10_000,
+            max_memory: 64 * 1024 * 1024,
             max_ttl: Duration::from_secs(300),
         }
     }
@@ -40,6 +43,9 @@ pub struct CachedToken {
     /// Unix seconds from which the token is refused (`exp` + leeway).
     pub refuse_from: f64,
     ttl: Duration,
+    /// Estimated memory of the entry, at least `max_memory / max_entries`, so that the one
+    /// weight bound of the cache bounds both memory and the number of entries.
+    weight: u32,
 }
 
 /// SHA-256 of the token.
@@ -63,7 +69,11 @@ impl Expiry<TokenDigest, Arc<CachedToken>> for EntryExpiry {
 pub struct TokenCache {
     entries: Cache<TokenDigest, Arc<CachedToken>>,
     max_ttl: Duration,
+    min_weight: u32,
 }
+
+/// Fixed cost of one entry besides the claims: key, value, moka's bookkeeping.
+const ENTRY_OVERHEAD: usize = 256;
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,13 +86,21 @@ impl std::fmt::Debug for TokenCache {
 impl TokenCache {
     /// `None` when the settings turn the cache off.
     pub fn new(settings: TokenCacheSettings) -> Option<TokenCache> {
-        (settings.max_entries > 0 && !settings.max_ttl.is_zero()).then(|| TokenCache {
-            entries: Cache::builder()
-                .max_capacity(settings.max_entries)
-                .eviction_policy(EvictionPolicy::lru())
-                .expire_after(EntryExpiry)
-                .build(),
-            max_ttl: settings.max_ttl,
+        let usable =
+            settings.max_entries > 0 && settings.max_memory > 0 && !settings.max_ttl.is_zero();
+        usable.then(|| {
+            let min_weight =
+                (settings.max_memory / settings.max_entries).clamp(1, u64::from(u32::MAX)) as u32;
+            TokenCache {
+                entries: Cache::builder()
+                    .max_capacity(settings.max_memory)
+                    .weigher(|_, v: &Arc<CachedToken>| v.weight)
+                    .eviction_policy(EvictionPolicy::lru())
+                    .expire_after(EntryExpiry)
+                    .build(),
+                max_ttl: settings.max_ttl,
+                min_weight,
+            }
         })
     }
 
@@ -98,31 +116,32 @@ impl TokenCache {
         self.entries.get(digest).filter(|hit| now < hit.refuse_from)
     }
 
-    /// Stores a verified token until `refuse_from` (unix seconds), at most `max_ttl`.
-    pub fn insert(
-        &self,
-        digest: TokenDigest,
-        provider: usize,
-        generation: u64,
-        claims: Arc<Claims>,
-        refuse_from: f64,
-        now: f64,
-    ) {
+    /// Stores a verified token of `token_len` bytes until its `refuse_from` (unix seconds;
+    /// infinite for a token without `exp`), at most `max_ttl`.
+    pub fn insert(&self, digest: TokenDigest, token_len: usize, verified: &Verified, now: f64) {
+        let refuse_from = verified.refuse_from;
         let left = refuse_from - now;
-        if left <= 0.0 || !left.is_finite() {
+        if left.is_nan() || left <= 0.0 {
             return;
         }
-        let ttl = Duration::from_secs_f64(left).min(self.max_ttl);
-        self.entries.insert(
-            digest,
-            Arc::new(CachedToken {
-                provider,
-                generation,
-                claims,
-                refuse_from,
-                ttl,
-            }),
-        );
+        let ttl = if left.is_finite() {
+            Duration::from_secs_f64(left).min(self.max_ttl)
+        } else {
+            self.max_ttl
+        };
+        // Parsed claims take about twice their JSON size; the payload is at most the token.
+        let estimate =
+            u32::try_from(token_len.saturating_mul(2) + ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+        let weight = estimate.max(self.min_weight);
+        let entry = CachedToken {
+            provider: verified.provider,
+            generation: verified.generation,
+            claims: verified.claims.clone(),
+            refuse_from,
+            ttl,
+            weight,
+        };
+        self.entries.insert(digest, Arc::new(entry));
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -135,56 +154,57 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_are_refused_from_their_deadline() {
-        let cache = TokenCache::new(TokenCacheSettings::default()).unwrap();
-        let d = TokenCache::digest("a.b.c");
-        cache.insert(d, 0, 1, Arc::new(Claims::new()), 1000.0, 990.0);
-        assert!(cache.get(&d, 999.9).is_some());
-        assert!(cache.get(&d, 1000.0).is_none());
-        assert!(cache.get(&TokenCache::digest("a.b.d"), 990.0).is_none());
-        cache.insert(
-            TokenCache::digest("x"),
-            0,
-            1,
-            Arc::new(Claims::new()),
-            900.0,
-            990.0,
-        );
-        assert!(
-            cache.get(&TokenCache::digest("x"), 800.0).is_none(),
-            "an already-expired token is not stored"
-        );
+    fn insert(cache: &TokenCache, token: &str, len: usize, refuse_from: f64, now: f64) {
+        let d = TokenCache::digest(token);
+        let verified = Verified {
+            provider: 0,
+            claims: Arc::new(Claims::new()),
+            generation: 1,
+            refuse_from,
+        };
+        cache.insert(d, len, &verified, now);
     }
 
     #[test]
-    fn bounded_in_entries() {
-        let cache = TokenCache::new(TokenCacheSettings {
+    fn entries_are_refused_from_their_deadline() {
+        let cache = TokenCache::new(TokenCacheSettings::default()).unwrap();
+        insert(&cache, "a.b.c", 5, 1000.0, 990.0);
+        let d = TokenCache::digest("a.b.c");
+        assert!(cache.get(&d, 999.9).is_some());
+        assert!(cache.get(&d, 1000.0).is_none());
+        assert!(cache.get(&TokenCache::digest("a.b.d"), 990.0).is_none());
+        insert(&cache, "x", 1, 900.0, 990.0);
+        let expired = cache.get(&TokenCache::digest("x"), 800.0);
+        assert!(expired.is_none(), "an already-expired token is not stored");
+    }
+
+    #[test]
+    fn bounded_in_entries_and_memory() {
+        let settings = TokenCacheSettings {
             max_entries: 100,
+            max_memory: 1024 * 1024,
             max_ttl: Duration::from_secs(60),
-        })
-        .unwrap();
+        };
+        let cache = TokenCache::new(settings).unwrap();
         for i in 0..1000 {
-            cache.insert(
-                TokenCache::digest(&i.to_string()),
-                0,
-                1,
-                Arc::new(Claims::new()),
-                2000.0,
-                1000.0,
-            );
+            insert(&cache, &i.to_string(), 800, 2000.0, 1000.0);
         }
         assert!(cache.entry_count() <= 100, "{}", cache.entry_count());
+        // Large tokens: the memory bound comes first (1 MiB / ~16 KiB each).
+        let cache = TokenCache::new(settings).unwrap();
+        for i in 0..1000 {
+            insert(&cache, &i.to_string(), 8000, 2000.0, 1000.0);
+        }
+        assert!(cache.entry_count() <= 66, "{}", cache.entry_count());
+        assert!(cache.entry_count() >= 30, "{}", cache.entry_count());
     }
 
     #[test]
     fn off_when_configured_so() {
-        assert!(
-            TokenCache::new(TokenCacheSettings {
-                max_entries: 0,
-                max_ttl: Duration::from_secs(1)
-            })
-            .is_none()
-        );
+        let off = TokenCacheSettings {
+            max_entries: 0,
+            ..TokenCacheSettings::default()
+        };
+        assert!(TokenCache::new(off).is_none());
     }
 }

@@ -134,14 +134,7 @@ pub async fn verify(
         other => other.map_err(|f| f.error)?,
     };
     if let (Some(cache), Some(digest)) = (cache, digest) {
-        cache.insert(
-            digest,
-            verified.provider,
-            verified.generation,
-            verified.claims.clone(),
-            verified.refuse_from,
-            now,
-        );
+        cache.insert(digest, token.len(), &verified, now);
     }
     Ok(verified)
 }
