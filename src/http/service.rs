@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tracing::info;
@@ -135,16 +135,18 @@ async fn pipeline(
     // Step 9: header rewrite.
     let path_and_query = forwarded_path(request.uri(), normalized)?;
     let (mut parts, body) = request.into_parts();
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    // The host the client asked for: `Host`, or the HTTP/2 `:authority` (a cheap clone).
+    let host = match parts.headers.get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
     let ctx = headers::ForwardContext {
         client_ip: conn.remote.ip(),
         tls: conn.tls,
-        host: host.as_deref(),
+        host,
     };
     headers::rewrite_request(
         &mut parts.headers,

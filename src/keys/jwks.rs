@@ -1,10 +1,11 @@
 //! JWKS documents → verification keys. A key that cannot or may not be used is skipped with a
 //! warning naming its kid; the rest of the set stays usable.
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::source::{MIN_HMAC_BYTES, MIN_RSA_BITS};
@@ -111,7 +112,13 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             if e.is_empty() {
                 return Err("empty RSA exponent".into());
             }
-            (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+            let spki = aws_lc_rs::rsa::PublicKeyComponents {
+                n: &n[..],
+                e: &e[..],
+            }
+            .as_der()
+            .map_err(|_| "not a valid RSA public key".to_string())?;
+            (KeyKind::Rsa, spki.as_ref().to_vec())
         }
         ("EC", Some(crv @ ("P-256" | "P-384"))) => {
             let (kind, size, verify_alg): (_, _, &'static dyn signature::VerificationAlgorithm) =
@@ -130,20 +137,18 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             point.extend_from_slice(&y);
             ParsedPublicKey::new(verify_alg, &point)
                 .map_err(|_| format!("the point is not on {crv}"))?;
-            (kind, DecodingKey::from_ec_der(&point))
+            (kind, point)
         }
         ("OKP", Some("Ed25519")) => {
             let x = field(&jwk.x, "x")?;
-            ParsedPublicKey::new(&signature::ED25519, &x)
-                .map_err(|_| "not a valid Ed25519 key".to_string())?;
-            (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
+            (KeyKind::Ed25519, x)
         }
         ("oct", _) if symmetric => {
             let k = field(&jwk.k, "k")?;
             if k.len() < MIN_HMAC_BYTES {
                 return Err(format!("HMAC key shorter than {MIN_HMAC_BYTES} bytes"));
             }
-            (KeyKind::Hmac, DecodingKey::from_secret(&k))
+            (KeyKind::Hmac, k)
         }
         ("oct", _) => return Err("symmetric (oct) keys are not accepted from this source".into()),
         (kty, crv) => {
@@ -164,12 +169,10 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
             kind.label()
         ));
     }
-    Ok(VerifyKey {
-        kid: jwk.kid,
-        kind,
-        alg,
-        key,
-    })
+    if kind == KeyKind::Hmac {
+        return Ok(VerifyKey::secret(&key, jwk.kid));
+    }
+    VerifyKey::public(kind, &key, jwk.kid, alg)
 }
 
 #[cfg(test)]

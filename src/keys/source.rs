@@ -28,7 +28,7 @@ pub fn load_pem_public_key(
         )
     })?;
     let der = spki.as_ref();
-    let (kind, key) = classify_spki(der).ok_or_else(|| {
+    let kind = classify_spki(der).ok_or_else(|| {
         format!(
             "{}: not an RSA ({MIN_RSA_BITS} bits or more), EC P-256, EC P-384 or Ed25519 public key",
             path.display()
@@ -43,32 +43,28 @@ pub fn load_pem_public_key(
             kind.label()
         ));
     }
-    Ok(VerifyKey {
-        kid,
-        kind,
-        alg,
-        key,
-    })
+    VerifyKey::public(kind, der, kid, alg).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The kind of a DER SubjectPublicKeyInfo and a decoding key for it, if it is one we verify with.
-fn classify_spki(der: &[u8]) -> Option<(KeyKind, DecodingKey)> {
+/// The kind of a DER SubjectPublicKeyInfo, if it is a key we verify with.
+fn classify_spki(der: &[u8]) -> Option<KeyKind> {
     if ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, der).is_ok() {
         let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der)
             .ok()?
             .key_size_bits();
-        return (bits >= MIN_RSA_BITS).then(|| (KeyKind::Rsa, DecodingKey::from_rsa_der(der)));
+        return (bits >= MIN_RSA_BITS).then_some(KeyKind::Rsa);
     }
-    if ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, der).is_ok() {
-        return Some((KeyKind::EcP256, DecodingKey::from_ec_der(der)));
-    }
-    if ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, der).is_ok() {
-        return Some((KeyKind::EcP384, DecodingKey::from_ec_der(der)));
-    }
-    if ParsedPublicKey::new(&signature::ED25519, der).is_ok() {
-        return Some((KeyKind::Ed25519, DecodingKey::from_ed_der(der)));
-    }
-    None
+    [
+        (
+            KeyKind::EcP256,
+            &signature::ECDSA_P256_SHA256_FIXED as &dyn signature::VerificationAlgorithm,
+        ),
+        (KeyKind::EcP384, &signature::ECDSA_P384_SHA384_FIXED),
+        (KeyKind::Ed25519, &signature::ED25519),
+    ]
+    .into_iter()
+    .find(|(_, alg)| ParsedPublicKey::new(*alg, der).is_ok())
+    .map(|(kind, _)| kind)
 }
 
 /// Builds an HMAC key from secret bytes, refusing short secrets.
@@ -79,12 +75,7 @@ pub fn hmac_key(secret: &[u8], kid: Option<String>) -> Result<VerifyKey, String>
             secret.len()
         ));
     }
-    Ok(VerifyKey {
-        kid,
-        kind: KeyKind::Hmac,
-        alg: None,
-        key: DecodingKey::from_secret(secret),
-    })
+    Ok(VerifyKey::secret(secret, kid))
 }
 
 /// Signs and verifies a probe with jsonwebtoken's crypto backend, so that a build whose backend

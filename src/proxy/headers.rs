@@ -46,12 +46,12 @@ pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
 }
 
 /// What the header rewrite needs to know about the connection and the request.
-#[derive(Debug, Clone, Copy)]
-pub struct ForwardContext<'a> {
+#[derive(Debug, Clone)]
+pub struct ForwardContext {
     pub client_ip: IpAddr,
     pub tls: bool,
     /// The host the client asked for (`Host`, or the HTTP/2 `:authority`).
-    pub host: Option<&'a str>,
+    pub host: Option<HeaderValue>,
 }
 
 /// Rewrites request headers in place for the upstream.
@@ -59,7 +59,7 @@ pub fn rewrite_request(
     headers: &mut HeaderMap,
     route: &Route,
     claims: Option<&Claims>,
-    ctx: ForwardContext<'_>,
+    ctx: ForwardContext,
 ) {
     remove_hop_by_hop(headers);
     // Client copies of injected headers go, whatever their case or `_`/`-` spelling, also when
@@ -95,7 +95,7 @@ pub fn rewrite_request(
         HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
     );
     headers.remove(X_FORWARDED_HOST);
-    if let Some(host) = ctx.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(host) = ctx.host {
         if !headers.contains_key(header::HOST) {
             headers.insert(header::HOST, host.clone());
         }
@@ -128,20 +128,18 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let ip = ip.to_canonical().to_string();
-    let joined = {
-        let previous: Vec<&str> = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if previous.is_empty() {
-            ip
-        } else {
-            format!("{}, {ip}", previous.join(", "))
-        }
-    };
-    if let Ok(value) = HeaderValue::from_str(&joined) {
+    use std::fmt::Write;
+    let mut joined = String::with_capacity(48);
+    for previous in headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        joined.push_str(previous);
+        joined.push_str(", ");
+    }
+    let _ = write!(joined, "{}", ip.to_canonical());
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
         headers.insert(X_FORWARDED_FOR, value);
     }
 }

@@ -99,9 +99,8 @@ pub async fn verify(
     max_bytes: usize,
 ) -> Result<Verified, TokenError> {
     let now = unix_now();
-    let digest = cache.map(|_| TokenCache::digest(token));
-    if let (Some(cache), Some(digest)) = (cache, &digest)
-        && let Some(hit) = cache.get(digest, now)
+    if let Some(cache) = cache
+        && let Some(hit) = cache.get(token, now)
     {
         if allowed.is_some_and(|a| !a.contains(&hit.provider)) {
             return Err(TokenError::UnknownIssuer);
@@ -133,8 +132,8 @@ pub async fn verify(
         }
         other => other.map_err(|f| f.error)?,
     };
-    if let (Some(cache), Some(digest)) = (cache, digest) {
-        cache.insert(digest, token.len(), &verified, now);
+    if let Some(cache) = cache {
+        cache.insert(token, &verified, now);
     }
     Ok(verified)
 }
@@ -198,16 +197,13 @@ fn check_signature(token: &UnverifiedToken<'_>, keys: &KeySet) -> Result<(), Tok
                 KeyMiss::Unknown => TokenError::UnknownKey,
                 KeyMiss::Mismatch => TokenError::KeyAlgorithmMismatch,
             })?;
-    for key in candidates {
-        // A key of the wrong kind was filtered out above; `verify` refusing it is still a no.
-        if let Ok(true) = jsonwebtoken::crypto::verify(
-            token.signature,
-            token.signing_input.as_bytes(),
-            &key.key,
-            alg,
-        ) {
-            return Ok(());
-        }
+    let message = token.signing_input.as_bytes();
+    // A key of the wrong kind was filtered out above; `verify` refusing it is still a no.
+    if candidates
+        .iter()
+        .any(|key| key.verify(alg, message, token.signature))
+    {
+        return Ok(());
     }
     Err(TokenError::BadSignature)
 }
