@@ -62,7 +62,11 @@ async fn measure() {
     let addr = loop {
         let line = lines.next().expect("gateway exited").unwrap();
         if let Some(at) = line.find("address=") {
-            break line[at + 8..].split_whitespace().next().unwrap().to_string();
+            break line[at + 8..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});
@@ -71,13 +75,22 @@ async fn measure() {
     // Fill the cache with distinct tokens, 32 requests at a time.
     let http = client();
     let url = format!("http://{addr}/api/x");
-    let claims: Vec<_> = (0..TOKENS).map(|i| claims_with(json!({"jti": i, "roles": ["reader"], "scope": "api:read"}))).collect();
+    let claims: Vec<_> = (0..TOKENS)
+        .map(|i| claims_with(json!({"jti": i, "roles": ["reader"], "scope": "api:read"})))
+        .collect();
     let tokens: Vec<String> = claims.iter().map(|c| mint(&key, "ES256", c)).collect();
     for chunk in tokens.chunks(32) {
         let mut set = tokio::task::JoinSet::new();
         for token in chunk {
             let (http, url, token) = (http.clone(), url.clone(), token.clone());
-            set.spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status() });
+            set.spawn(async move {
+                http.get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
         }
         while let Some(status) = set.join_next().await {
             assert_eq!(status.unwrap(), 200);
@@ -89,17 +102,29 @@ async fn measure() {
     let mut held = Vec::with_capacity(CONNECTIONS);
     for i in 0..CONNECTIONS {
         let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let request = format!("GET /api/x HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\n\r\n", tokens[i % TOKENS]);
+        let request = format!(
+            "GET /api/x HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\n\r\n",
+            tokens[i % TOKENS]
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut buf = [0u8; 1024];
         let n = stream.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (loaded, peak) = rss_kib(pid);
-    println!("footprint (RSS, MiB): idle {:.1}; after {TOKENS} cached tokens {:.1}; with {CONNECTIONS} open connections too {:.1}; peak {:.1}",
-        idle as f64 / 1024.0, cached as f64 / 1024.0, loaded as f64 / 1024.0, peak as f64 / 1024.0);
+    println!(
+        "footprint (RSS, MiB): idle {:.1}; after {TOKENS} cached tokens {:.1}; with {CONNECTIONS} open connections too {:.1}; peak {:.1}",
+        idle as f64 / 1024.0,
+        cached as f64 / 1024.0,
+        loaded as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
     drop(held);
     let _ = child.kill();
     let _ = child.wait();
