@@ -336,3 +336,38 @@ async fn cache_stays_bounded_under_many_distinct_tokens() {
         .unwrap();
     assert!(cache.entry_count() <= 50, "{} entries", cache.entry_count());
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_a_new_kid_share_one_fetch() {
+    let (k1, k2) = (TestKey::ec256("k1"), TestKey::ec256("k2"));
+    let s = gateway(TestJwks::start(&[&k1]).await, "", "").await;
+    s.jwks.set_keys(&[&k1, &k2]);
+    // A slow endpoint keeps the fetch in flight while the other requests arrive.
+    s.jwks.set_mode(JwksMode::Stall(Duration::from_millis(400)));
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let token = mint(&k2, "ES256", &claims_with(json!({"jti": i})));
+        let url = s.gw.url(0, "/api/x");
+        requests.spawn(async move {
+            client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(
+            status.unwrap(),
+            200,
+            "a request that arrived during the fetch was refused"
+        );
+    }
+    assert_eq!(
+        s.jwks.fetches(),
+        2,
+        "one fetch at start-up, one for the new kid"
+    );
+}

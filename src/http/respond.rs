@@ -175,14 +175,15 @@ fn token_detail(e: TokenError) -> &'static str {
 
 /// Renders a rejection: the challenge header, `Cache-Control: no-store`, a problem+json body.
 pub fn render(r: &Rejection, realm: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({
-        "type": format!("urn:portcullis:error:{}", r.code),
-        "title": r.status.canonical_reason().unwrap_or(""),
-        "status": r.status.as_u16(),
-        "detail": r.detail,
-        "reason": r.code,
-    });
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    // Codes and titles are fixed identifiers; the detail is fixed text, JSON-escaped anyway.
+    let detail = serde_json::to_string(r.detail).unwrap_or_else(|_| "\"\"".to_string());
+    let body = format!(
+        r#"{{"type":"urn:portcullis:error:{code}","title":"{title}","status":{status},"detail":{detail},"reason":"{code}"}}"#,
+        code = r.code,
+        title = r.status.canonical_reason().unwrap_or(""),
+        status = r.status.as_u16(),
+    );
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *response.status_mut() = r.status;
     let headers = response.headers_mut();
     headers.insert(
@@ -215,6 +216,15 @@ pub fn render(r: &Rejection, realm: &str) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of a `Full` body (it is ready at once).
+    fn futures_body(body: Full<Bytes>) -> Bytes {
+        use http_body_util::BodyExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(body.collect()).unwrap().to_bytes()
+    }
 
     #[test]
     fn rejection_table() {
@@ -335,6 +345,16 @@ mod tests {
             assert!(!r.detail.contains(['"', '\\']), "{e:?}");
             let response = render(&r, "portcullis");
             assert!(response.headers().contains_key(WWW_AUTHENTICATE), "{e:?}");
+            let body = match response.into_body() {
+                Either::Right(full) => full,
+                Either::Left(_) => panic!("a rejection streams no upstream body"),
+            };
+            let bytes = futures_body(body);
+            let json: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
+            assert_eq!(json["reason"], r.code);
+            assert_eq!(json["status"], 401);
+            assert_eq!(json["detail"], r.detail);
+            assert_eq!(json["type"], format!("urn:portcullis:error:{}", r.code));
         }
     }
 }

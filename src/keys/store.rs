@@ -3,6 +3,7 @@
 //! one fetch per provider is ever in flight and concurrent requests wait on that one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -37,6 +38,34 @@ struct Remote {
     settings: RemoteSettings,
     state: Mutex<RefreshState>,
     provider: Arc<str>,
+    /// When the last unknown-kid fetch started, in ms since `epoch`, and whether one is in
+    /// flight: read without the lock, so a flood of unknown kids inside the cooldown never
+    /// queues on it, while requests that arrive during a fetch still wait for its result.
+    last_forced_ms: AtomicU64,
+    in_flight: AtomicBool,
+    epoch: Instant,
+}
+
+impl Remote {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn within_cooldown(&self) -> bool {
+        let last = self.last_forced_ms.load(Ordering::Acquire);
+        last != u64::MAX
+            && self.now_ms().saturating_sub(last)
+                < self.settings.unknown_kid_cooldown.as_millis() as u64
+    }
+}
+
+/// Clears `in_flight` when the fetch ends, also when the waiting request goes away.
+struct InFlight<'a>(&'a AtomicBool);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -45,7 +74,6 @@ struct RefreshState {
     jwks_uri: Option<String>,
     digest: Option<[u8; 32]>,
     last_good: Option<Instant>,
-    last_forced: Option<Instant>,
     next_refresh: Option<Instant>,
     failures: u32,
 }
@@ -81,6 +109,9 @@ impl ProviderKeys {
                 settings,
                 state: Mutex::new(RefreshState::default()),
                 provider: provider.into(),
+                last_forced_ms: AtomicU64::new(u64::MAX),
+                in_flight: AtomicBool::new(false),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -131,19 +162,24 @@ impl ProviderKeys {
         let Some(remote) = &self.remote else {
             return false;
         };
+        // Fast path: no fetch in flight and one ran within the cooldown. The keys are swapped
+        // before `in_flight` clears, so the generation read here is current.
+        if !remote.in_flight.load(Ordering::Acquire) && remote.within_cooldown() {
+            return self.generation() != seen_generation;
+        }
         let mut state = remote.state.lock().await;
         // Someone else refreshed while this request waited for the lock.
         if self.generation() != seen_generation {
             return true;
         }
-        let now = Instant::now();
-        if state
-            .last_forced
-            .is_some_and(|t| now.duration_since(t) < remote.settings.unknown_kid_cooldown)
-        {
+        if remote.within_cooldown() {
             return false;
         }
-        state.last_forced = Some(now);
+        remote
+            .last_forced_ms
+            .store(remote.now_ms(), Ordering::Release);
+        remote.in_flight.store(true, Ordering::Release);
+        let _guard = InFlight(&remote.in_flight);
         let _ = self.refresh(remote, &mut state).await;
         self.generation() != seen_generation
     }
