@@ -270,17 +270,23 @@ async fn plain_http_key_source_needs_an_explicit_opt_in() {
     );
 }
 
+/// A gateway whose provider has `key` in a local JWKS file; `server` and `provider_extra` are
+/// YAML lines added to those sections.
+async fn local_key_gateway(key: &TestKey, server: &str, provider_extra: &str) -> TestGateway {
+    let work = Workdir::new();
+    work.jwks("jwks.json", &[key]);
+    let upstream = TestUpstream::start().await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\n{server}upstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\n{provider_extra}routes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
+        upstream.url()
+    );
+    TestGateway::start(work, &yaml).await
+}
+
 #[tokio::test]
 async fn cached_token_is_refused_the_moment_it_expires() {
     let k1 = TestKey::ec256("k1");
-    let work = Workdir::new();
-    work.jwks("jwks.json", &[&k1]);
-    let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\n    leeway: 0s\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
-        upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let gw = local_key_gateway(&k1, "", "    leeway: 0s\n").await;
     let exp = now() + 2;
     let token = mint(&k1, "ES256", &claims_with(json!({"exp": exp})));
     let get = || client().get(gw.url(0, "/api/x")).bearer_auth(&token).send();
@@ -305,14 +311,8 @@ async fn cached_token_is_refused_the_moment_it_expires() {
 #[tokio::test]
 async fn cache_stays_bounded_under_many_distinct_tokens() {
     let k1 = TestKey::ec256("k1");
-    let work = Workdir::new();
-    work.jwks("jwks.json", &[&k1]);
-    let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  access_log: false\n  token_cache:\n    max_entries: 50\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
-        upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let server = "server:\n  access_log: false\n  token_cache:\n    max_entries: 50\n";
+    let gw = local_key_gateway(&k1, server, "").await;
     let http = client();
     for i in 0..300 {
         let token = mint(&k1, "ES256", &claims_with(json!({"jti": i})));
