@@ -258,6 +258,7 @@ fn bench_header_rewrite(c: &mut Criterion) {
             claim: ClaimPath::parse("roles").unwrap(),
         },
     ];
+    let identity: Vec<http::HeaderName> = r.claim_headers.iter().map(|h| h.name.clone()).collect();
     let claims = claims_for_bench();
     let claims = claims.as_object().unwrap().clone();
     let mut headers = HeaderMap::new();
@@ -278,7 +279,7 @@ fn bench_header_rewrite(c: &mut Criterion) {
     c.bench_function("header_rewrite", |b| {
         b.iter_batched_ref(
             || headers.clone(),
-            |h| rewrite_request(h, &r, Some(&claims), ctx.clone()),
+            |h| rewrite_request(h, &r, &identity, Some(&claims), ctx.clone()),
             criterion::BatchSize::SmallInput,
         )
     });

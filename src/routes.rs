@@ -59,11 +59,26 @@ pub enum Miss {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    identity_headers: Vec<HeaderName>,
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes }
+        let mut identity_headers: Vec<HeaderName> = Vec::new();
+        for h in routes.iter().flat_map(|r| &r.claim_headers) {
+            if !identity_headers.contains(&h.name) {
+                identity_headers.push(h.name.clone());
+            }
+        }
+        RouteTable {
+            routes,
+            identity_headers,
+        }
+    }
+
+    /// Every header some route fills from claims; removed from every incoming request.
+    pub fn identity_headers(&self) -> &[HeaderName] {
+        &self.identity_headers
     }
 
     /// The most specific route whose path matches and which accepts `method`; the first declared

@@ -246,6 +246,27 @@ async fn forwarded_path_is_the_matched_path() {
 }
 
 #[tokio::test]
+async fn identity_headers_are_stripped_on_public_routes_too() {
+    let s = setup().await;
+    let response = client()
+        .get(s.gw.url(0, "/public/x"))
+        .header("x-user-id", "admin")
+        .header("X_User_Roles", "superuser")
+        .header("x-other", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let got = s.upstream.requests().pop().unwrap();
+    assert!(
+        got.headers.get("x-user-id").is_none(),
+        "a spoofed identity header reached the backend"
+    );
+    assert!(got.headers.get("x_user_roles").is_none());
+    assert_eq!(got.headers.get("x-other").unwrap(), "kept");
+}
+
+#[tokio::test]
 async fn request_body_is_streamed_upstream() {
     let s = setup().await;
     let token = mint(&s.key, "RS256", &claims());

@@ -151,6 +151,7 @@ async fn pipeline(
     headers::rewrite_request(
         &mut parts.headers,
         route,
+        snapshot.routes.identity_headers(),
         verified.as_ref().map(|v| &*v.claims),
         ctx,
     );

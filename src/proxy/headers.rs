@@ -55,23 +55,25 @@ pub struct ForwardContext {
 }
 
 /// Rewrites request headers in place for the upstream.
+/// `identity` lists every header any route of the config fills from claims: client copies of
+/// them are removed on every route, public ones included.
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     route: &Route,
+    identity: &[HeaderName],
     claims: Option<&Claims>,
     ctx: ForwardContext,
 ) {
     remove_hop_by_hop(headers);
     // Client copies of injected headers go, whatever their case or `_`/`-` spelling, also when
-    // the request is anonymous: a backend must be able to trust them.
-    if !route.claim_headers.is_empty() {
+    // the request is anonymous or the route public: a backend must be able to trust them.
+    if !identity.is_empty() {
         let spoofed: Vec<HeaderName> = headers
             .keys()
             .filter(|name| {
-                route
-                    .claim_headers
+                identity
                     .iter()
-                    .any(|h| same_header_name(name.as_str(), h.name.as_str()))
+                    .any(|h| same_header_name(name.as_str(), h.as_str()))
             })
             .cloned()
             .collect();
