@@ -119,11 +119,13 @@ async fn pipeline(
             }
         }
     };
-    outcome.subject = verified
-        .as_ref()
-        .and_then(|v| v.claims.get("sub"))
-        .and_then(|s| s.as_str())
-        .map(str::to_string);
+    if snapshot.access_log {
+        outcome.subject = verified
+            .as_ref()
+            .and_then(|v| v.claims.get("sub"))
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+    }
 
     // Step 8: claim policy.
     if let (Policy::Authenticated(Some(condition)), Some(v)) = (&route.policy, &verified) {
