@@ -125,14 +125,13 @@ async fn run_serves_and_drains_on_sigterm() {
 
     let slow = tokio::spawn(client().get(format!("http://{addr}/slow")).send());
     // Wait until the request is in flight at the upstream, then ask the gateway to stop.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while upstream.count() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let upstream_ref = &upstream;
+    assert_eventually(
+        Duration::from_secs(10),
+        "the request reached the upstream",
+        || async move { upstream_ref.count() > 0 },
+    )
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &running.0.id().to_string()])
         .status()
