@@ -145,7 +145,8 @@ impl VerifyKey {
             prepared.push((candidate, parsed));
         }
         if prepared.is_empty() {
-            return Err(format!("a {} key cannot verify {alg:?}", kind.label()));
+            let alg = alg.map_or_else(|| "any allowed algorithm".to_string(), |a| format!("{a:?}"));
+            return Err(format!("a {} key cannot verify {alg}", kind.label()));
         }
         Ok(VerifyKey {
             kid,
