@@ -17,9 +17,10 @@ use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use portcullis::keys::{VerifyKey, store::ProviderKeys};
 use portcullis::proxy::headers::{ForwardContext, rewrite_request};
-use portcullis::routes::matcher::{MethodSet, PathMatcher};
-use portcullis::routes::policy::{ClaimTest, Condition, Policy};
-use portcullis::routes::{ClaimHeader, Route, RouteTable, TokenSources};
+use portcullis::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
+use portcullis::routes::path::{PathOptions, normalize};
+use portcullis::routes::policy::{ClaimTest, Condition, Operand, Policy, RequestFacts};
+use portcullis::routes::{ClaimHeader, Route, RouteTable, RuleOrigin, TokenSources};
 use portcullis::token::cache::{TokenCache, TokenCacheSettings};
 use portcullis::token::verify::{Provider, Providers, verify, verify_once};
 use portcullis::token::{ClaimPath, extract, screen};
@@ -201,9 +202,15 @@ fn bench_cache_hit(c: &mut Criterion) {
 }
 
 fn route(i: usize) -> Route {
+    route_with(i, PathMatcher::prefix(&format!("/service-{i}/api")))
+}
+
+fn route_with(i: usize, path: PathMatcher) -> Route {
     Route {
         name: format!("route-{i}").into(),
-        path: PathMatcher::prefix(&format!("/service-{i}/api")),
+        hosts: HostSet::default(),
+        path,
+        case_sensitive: true,
         methods: MethodSet(Some(vec![Method::GET, Method::POST])),
         upstream: 0,
         policy: Policy::Authenticated(None),
@@ -211,6 +218,12 @@ fn route(i: usize) -> Route {
         claim_headers: Vec::new(),
         strip_authorization: false,
         token_sources: TokenSources::default(),
+        origin: RuleOrigin {
+            file: Arc::from(std::path::Path::new("bench.yaml")),
+            line: 0,
+            column: 0,
+            index: i,
+        },
     }
 }
 
@@ -220,7 +233,46 @@ fn bench_route_match(c: &mut Criterion) {
         let table = RouteTable::new((0..n).map(route).collect());
         let path = format!("/service-{}/api/orders/42", n - 1);
         group.bench_with_input(BenchmarkId::from_parameter(n), &path, |b, path| {
-            b.iter(|| table.find(&Method::GET, black_box(path)).unwrap())
+            b.iter(|| table.find(&Method::GET, None, black_box(path)).unwrap())
+        });
+    }
+    group.finish();
+    // Segment templates (`/service-N/users/{id}`) behind one host.
+    let mut group = c.benchmark_group("route_match_templates");
+    for n in [1usize, 100, 1000] {
+        let table = RouteTable::new(
+            (0..n)
+                .map(|i| {
+                    let mut r = route_with(
+                        i,
+                        PathMatcher::path(&format!("/service-{i}/users/{{id}}")).unwrap(),
+                    );
+                    r.hosts = HostSet(vec![HostPattern::parse("api.example.com").unwrap()]);
+                    r
+                })
+                .collect(),
+        );
+        let path = format!("/service-{}/users/42", n - 1);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &path, |b, path| {
+            b.iter(|| {
+                table
+                    .find(&Method::GET, Some("api.example.com"), black_box(path))
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_normalize(c: &mut Criterion) {
+    let options = PathOptions::default();
+    let mut group = c.benchmark_group("path_normalize");
+    for (name, path) in [
+        ("plain", "/service-7/api/orders/42"),
+        ("escaped_and_dots", "/service-7/api/%6Frders/./x/../42%20a"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| normalize(black_box(path), &options).unwrap().len())
         });
     }
     group.finish();
@@ -232,17 +284,24 @@ fn bench_policy(c: &mut Criterion) {
         test,
     };
     let condition = Condition::All(vec![
-        claim("roles", ClaimTest::Contains(json!("admin"))),
+        claim("roles", ClaimTest::Contains(Operand::Value(json!("admin")))),
         claim("scope", ClaimTest::Scope(vec!["api:read".into()])),
         Condition::Any(vec![
-            claim("sub", ClaimTest::Equals(json!("bob"))),
-            claim("sub", ClaimTest::Equals(json!("alice"))),
+            claim("sub", ClaimTest::Equals(Operand::Value(json!("bob")))),
+            claim("sub", ClaimTest::Equals(Operand::Value(json!("alice")))),
         ]),
     ]);
     let claims = claims_for_bench();
     let claims = claims.as_object().unwrap();
+    let matcher = PathMatcher::prefix("/api");
+    let headers = HeaderMap::new();
+    let facts = RequestFacts {
+        path: "/api/orders",
+        matcher: &matcher,
+        headers: &headers,
+    };
     c.bench_function("claim_policy", |b| {
-        b.iter(|| condition.evaluate(black_box(claims)).unwrap())
+        b.iter(|| condition.evaluate(black_box(claims), &facts).unwrap())
     });
 }
 
@@ -292,6 +351,7 @@ criterion_group!(
     bench_signature,
     bench_cache_hit,
     bench_route_match,
+    bench_normalize,
     bench_policy,
     bench_header_rewrite
 );

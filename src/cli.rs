@@ -23,6 +23,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -37,11 +43,41 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Validate a config file (keys, certificates, rules) and print a summary; exit 1 on errors.
+    /// Validate a config file and its rule files (keys, certificates, rules), lint the rules and
+    /// print a summary; exit 1 on errors (and on warnings with --deny-warnings).
     Check {
         /// The YAML config file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Exit 1 when the lint finds anything (for CI).
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Show what the gateway would do with one request under a config: the normalised path,
+    /// every route considered, the token check, each claim rule, and the response.
+    Explain {
+        /// The YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// A token to send as `Authorization: Bearer` (verified with the config's keys).
+        #[arg(long, conflicts_with = "claims")]
+        token: Option<String>,
+        /// Claims as a JSON object, taken as if a valid token carried them (no signature).
+        #[arg(long)]
+        claims: Option<String>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// The request method.
+        method: String,
+        /// The request URL (`https://host/path?query`) or path (`/path`).
+        url: String,
     },
     /// Start the gateway from the demo config with a built-in echo backend, and print curl
     /// commands with fresh demo tokens (dev-only keys from certs/).
@@ -62,7 +98,20 @@ pub fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config,
+            format,
+            deny_warnings,
+        } => check(&config, format, deny_warnings),
+        Command::Explain {
+            config,
+            token,
+            claims,
+            headers,
+            format,
+            method,
+            url,
+        } => explain(&config, token, claims, &headers, format, &method, &url),
         Command::Run { config } => {
             let config = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             print_warnings(&config);
@@ -116,13 +165,38 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
 
 fn print_warnings(config: &Config) {
     for w in &config.warnings {
-        tracing::warn!("{}: {w}", config.file.display());
+        tracing::warn!("{w}");
     }
 }
 
-fn check(path: &Path) -> Result<ExitCode> {
+fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitCode> {
     portcullis::tls::install_crypto_provider();
-    let config = match config::load(path) {
+    let loaded = config::load(path);
+    if format == OutputFormat::Json {
+        let (errors, warnings, routes) = match &loaded {
+            Ok(c) => (
+                Vec::new(),
+                c.warnings.clone(),
+                c.snapshot.routes.routes().len(),
+            ),
+            Err(e) => (e.0.clone(), Vec::new(), 0),
+        };
+        let ok = errors.is_empty() && (!deny_warnings || warnings.is_empty());
+        let report = serde_json::json!({
+            "file": path,
+            "ok": ok,
+            "errors": errors.iter().map(diagnostic_json).collect::<Vec<_>>(),
+            "warnings": warnings.iter().map(diagnostic_json).collect::<Vec<_>>(),
+            "routes": routes,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let config = match loaded {
         Ok(c) => c,
         Err(errors) => {
             for d in &errors.0 {
@@ -137,7 +211,7 @@ fn check(path: &Path) -> Result<ExitCode> {
         }
     };
     for w in &config.warnings {
-        println!("warning: {}: {w}", path.display());
+        println!("warning: {w}");
     }
     let s = &config.snapshot;
     println!("{}: OK", path.display());
@@ -172,28 +246,109 @@ fn check(path: &Path) -> Result<ExitCode> {
     }
     println!("routes:");
     for r in s.routes.routes() {
-        let methods = match &r.methods.0 {
-            None => "ANY".to_string(),
-            Some(list) => list
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        };
         let policy = match &r.policy {
             Policy::Public => "public",
             Policy::Optional => "optional",
             Policy::Authenticated(None) => "authenticated",
             Policy::Authenticated(Some(_)) => "authenticated + claims",
         };
-        let path = match &r.path {
-            portcullis::routes::matcher::PathMatcher::Exact(p) => format!("= {p}"),
-            portcullis::routes::matcher::PathMatcher::Prefix(p) => format!("{}/*", p),
+        let hosts: Vec<String> = r.hosts.0.iter().map(|h| h.text()).collect();
+        let host = if hosts.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", hosts.join(","))
         };
         println!(
-            "  {}: {methods} {path} -> {} [{policy}]",
-            r.name, s.upstreams[r.upstream].name
+            "  {}: {host}{} {}{} -> {} [{policy}]",
+            r.name,
+            r.methods.describe(),
+            r.path,
+            if r.case_sensitive { "" } else { " (any case)" },
+            s.upstreams[r.upstream].name
         );
+    }
+    if deny_warnings && !config.warnings.is_empty() {
+        eprintln!(
+            "{}: {} warning(s) and --deny-warnings",
+            path.display(),
+            config.warnings.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diagnostic_json(d: &config::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "file": d.file,
+        "line": d.line(),
+        "column": d.column(),
+        "path": d.path,
+        "rule": d.rule,
+        "message": d.message,
+    })
+}
+
+fn explain(
+    config_path: &Path,
+    token: Option<String>,
+    claims: Option<String>,
+    header_args: &[String],
+    format: OutputFormat,
+    method: &str,
+    url: &str,
+) -> Result<ExitCode> {
+    use portcullis::explain::{self, Credential};
+    portcullis::tls::install_crypto_provider();
+    let config = config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let method = http::Method::from_bytes(method.as_bytes())
+        .with_context(|| format!("{method:?} is not an HTTP method"))?;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL or path"))?;
+    let mut headers = http::HeaderMap::new();
+    for h in header_args {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("header {h:?}: expected Name: value"))?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("header {h:?}: invalid name"))?,
+            http::HeaderValue::from_str(value.trim())
+                .with_context(|| format!("header {h:?}: invalid value"))?,
+        );
+    }
+    if let Some(token) = &token {
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?,
+        );
+    }
+    let credential = match claims {
+        None => Credential::FromRequest,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(map)) => Credential::Claims(map),
+            _ => anyhow::bail!("--claims: expected a JSON object such as '{{\"sub\":\"alice\"}}'"),
+        },
+    };
+    let runtime = runtime(Some(1))?;
+    let explanation = runtime.block_on(async {
+        let snapshot = &config.snapshot;
+        if token.is_some() {
+            for p in snapshot.providers.list() {
+                if p.keys.is_remote()
+                    && let Err(e) = p.keys.initial_load().await
+                {
+                    tracing::warn!(provider = %p.name, "cannot fetch keys: {e}");
+                }
+            }
+        }
+        explain::explain(snapshot, method, uri, headers, credential).await
+    });
+    match format {
+        OutputFormat::Text => print!("{explanation}"),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,9 @@
 
 pub mod compile;
 pub mod diagnostic;
+pub mod lint;
 pub mod raw;
+pub mod rule_files;
 pub mod values;
 
 use std::collections::HashMap;
@@ -65,8 +67,8 @@ pub struct Config {
     pub listeners: Vec<ListenerSpec>,
     pub server: ServerSettings,
     pub snapshot: Snapshot,
-    /// Non-fatal findings (for example JWKS keys that were skipped).
-    pub warnings: Vec<String>,
+    /// Non-fatal findings: skipped JWKS keys and the rule lint (`config::lint`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Loads and validates `path`.
@@ -84,20 +86,24 @@ pub fn load_with(path: &Path, vars: &HashMap<String, String>) -> Result<Config, 
             format!("cannot read the config file: {e}"),
         )])
     })?;
-    let raw = values::with_overrides(vars, || parse(path, &text))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    compile::compile(path, &base, raw)
+    let (raw, rules) = values::with_overrides(vars, || {
+        let raw: raw::RawConfig = parse(path, &text)?;
+        let rules = rule_files::load(path, &base, &raw.rule_files)?;
+        Ok::<_, ConfigErrors>((raw, rules))
+    })?;
+    compile::compile(path, &base, raw, rules)
 }
 
-/// Parses YAML text into the raw config, naming the key path of the first problem.
-pub fn parse(path: &Path, text: &str) -> Result<raw::RawConfig, ConfigErrors> {
+/// Parses YAML text into a raw config type, naming the key path of the first problem.
+pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigErrors> {
     let options = serde_saphyr::options! {
         strict_booleans: true,
         with_snippet: false,
     };
     let mut key_path = String::new();
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize::<_, raw::RawConfig>(de).map_err(|e| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             key_path = key_path_without_spans(e.path());
             e.into_inner()
         })
@@ -117,7 +123,14 @@ pub fn parse(path: &Path, text: &str) -> Result<raw::RawConfig, ConfigErrors> {
 /// item starts) add a `value` step that is not in the file, so it is left out.
 fn key_path_without_spans(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
-    const SPANNED_ITEMS: [&str; 5] = ["listeners", "providers", "routes", "all", "any"];
+    const SPANNED_ITEMS: [&str; 6] = [
+        "listeners",
+        "providers",
+        "routes",
+        "all",
+        "any",
+        "rule_files",
+    ];
     let mut out = String::new();
     let mut parent: Option<String> = None;
     let mut after_span = false;
@@ -139,7 +152,8 @@ fn key_path_without_spans(path: &serde_path_to_error::Path) -> String {
                     out.push('.');
                 }
                 out.push_str(key);
-                after_span = key == "require" || parent.as_deref() == Some("upstreams");
+                after_span =
+                    key == "require" || key == "not" || parent.as_deref() == Some("upstreams");
                 parent = Some(key.clone());
             }
             Segment::Enum { variant } => {

@@ -63,6 +63,8 @@ pub enum RequestError {
     MethodNotAllowed,
     #[error("the request path is ambiguous: {0}")]
     AmbiguousPath(&'static str),
+    #[error("the request host is invalid or ambiguous: {0}")]
+    BadHost(&'static str),
     #[error("no bearer token was presented")]
     MissingToken,
     #[error("the credentials are malformed: {0}")]

@@ -1,8 +1,9 @@
-//! Steps 3–11 on one request: the pipeline (`service.rs`) and every synthetic response
-//! (`respond.rs`).
+//! Steps 3–11 on one request: the request target (`target.rs`), the pipeline (`service.rs`) and
+//! every synthetic response (`respond.rs`).
 
 pub mod respond;
 pub mod service;
+pub mod target;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

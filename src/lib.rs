@@ -26,6 +26,7 @@
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod http;
 pub mod keys;
 pub mod proxy;

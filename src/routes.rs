@@ -1,16 +1,18 @@
-//! Step 4: the route table. A request is matched on method and normalised path; anything that
-//! matches no route is denied and never forwarded.
+//! Step 4: the route table. A request is matched on host, normalised path and method, the most
+//! specific route winning (see `matcher`); anything that matches no route is denied and never
+//! forwarded.
 
 pub mod matcher;
 pub mod path;
 pub mod policy;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderName, Method};
 
 use crate::token::ClaimPath;
-use matcher::{MethodSet, PathMatcher};
+use matcher::{HostSet, MethodSet, PathMatcher, Score};
 use policy::Policy;
 
 /// Where a route may take its token from besides the `Authorization` header.
@@ -29,11 +31,26 @@ pub struct ClaimHeader {
     pub claim: ClaimPath,
 }
 
+/// Where a route was declared, for diagnostics, lint and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOrigin {
+    pub file: Arc<std::path::Path>,
+    /// 1-based line and column of the route's first key (0 when unknown).
+    pub line: u64,
+    pub column: u64,
+    /// Position in the file's `routes` list.
+    pub index: usize,
+}
+
 /// One compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: Arc<str>,
+    /// Hosts the route answers for; empty means any.
+    pub hosts: HostSet,
     pub path: PathMatcher,
+    /// Compare the path case-sensitively (default true).
+    pub case_sensitive: bool,
     pub methods: MethodSet,
     /// Index into the snapshot's upstreams.
     pub upstream: usize,
@@ -44,22 +61,112 @@ pub struct Route {
     /// Remove `Authorization` before forwarding (default: keep).
     pub strip_authorization: bool,
     pub token_sources: TokenSources,
+    pub origin: RuleOrigin,
+}
+
+impl Route {
+    /// The route's score for `host` and `path` (method aside), if both match.
+    pub fn score(&self, host: Option<&str>, path: &str) -> Option<Score> {
+        let host = self.hosts.score(host)?;
+        let path = self.path.score(path, self.case_sensitive)?;
+        Some(matcher::with_host(path, host))
+    }
 }
 
 /// Why no route was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Miss {
-    /// No route's path matches.
+    /// No route's host and path match.
     NoRoute,
-    /// Some route's path matches, but none of those accepts the method.
+    /// Some route's host and path match, but none of those accepts the method.
     MethodNotAllowed,
 }
 
-/// The routes of one config, in declaration order.
+/// What `find` saw of one route (for `explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidate {
+    HostMismatch,
+    PathMismatch,
+    MethodNotAllowed(Score),
+    Matched(Score),
+}
+
+/// The routes of one config: those of the main file, then those of each rule file.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
     identity_headers: Vec<HeaderName>,
+    index: FirstSegmentIndex,
+}
+
+/// Narrows the routes `find` scores to those that can match the request's first path segment:
+/// routes whose path starts with a literal segment are filed under it (lower-case), the rest
+/// (prefix `/`, a leading `{param}`) are always scored. Only a pre-filter: every candidate is
+/// still matched by `Route::score`, in declaration order.
+#[derive(Debug, Clone, Default)]
+struct FirstSegmentIndex {
+    by_segment: HashMap<Box<str>, Vec<usize>>,
+    always: Vec<usize>,
+}
+
+impl FirstSegmentIndex {
+    fn new(routes: &[Route]) -> Self {
+        let mut index = FirstSegmentIndex::default();
+        for (i, route) in routes.iter().enumerate() {
+            match first_literal(&route.path) {
+                Some(segment) => index
+                    .by_segment
+                    .entry(segment.to_ascii_lowercase().into())
+                    .or_default()
+                    .push(i),
+                None => index.always.push(i),
+            }
+        }
+        index
+    }
+
+    /// Route indices worth scoring for `path`, ascending.
+    fn candidates(&self, path: &str) -> impl Iterator<Item = usize> + '_ {
+        let first = path[1.min(path.len())..].split('/').next().unwrap_or("");
+        let filed = if first.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_segment.get(first.to_ascii_lowercase().as_str())
+        } else {
+            self.by_segment.get(first)
+        };
+        merge_ascending(filed.map_or(&[][..], Vec::as_slice), &self.always)
+    }
+}
+
+/// The first path segment every path a matcher accepts starts with, if it is a literal.
+fn first_literal(path: &PathMatcher) -> Option<&str> {
+    match path {
+        PathMatcher::Prefix(p) if p.is_empty() => None,
+        PathMatcher::Exact(p) | PathMatcher::Prefix(p) => p.get(1..)?.split('/').next(),
+        PathMatcher::Template(t) => match t.segments.first() {
+            Some(matcher::Segment::Literal(l)) => Some(l.as_str()),
+            _ => None,
+        },
+    }
+}
+
+/// Merges two ascending index lists into one ascending sequence.
+fn merge_ascending<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || match (a.get(i), b.get(j)) {
+        (Some(&x), Some(&y)) if x < y => {
+            i += 1;
+            Some(x)
+        }
+        (_, Some(&y)) => {
+            j += 1;
+            Some(y)
+        }
+        (Some(&x), None) => {
+            i += 1;
+            Some(x)
+        }
+        (None, None) => None,
+    })
 }
 
 impl RouteTable {
@@ -70,9 +177,11 @@ impl RouteTable {
                 identity_headers.push(h.name.clone());
             }
         }
+        let index = FirstSegmentIndex::new(&routes);
         RouteTable {
             routes,
             identity_headers,
+            index,
         }
     }
 
@@ -81,19 +190,52 @@ impl RouteTable {
         &self.identity_headers
     }
 
-    /// The most specific route whose path matches and which accepts `method`; the first declared
-    /// wins a tie.
-    pub fn find(&self, method: &Method, path: &str) -> Result<&Route, Miss> {
-        let mut best: Option<(matcher::Score, &Route)> = None;
+    /// The most specific route whose host and path match and which accepts `method`; the first
+    /// declared wins a tie. `host` is the request's host without port, if it has one.
+    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Result<&Route, Miss> {
+        let candidates = self.index.candidates(path);
+        self.select(candidates, method, host, path, |_, _| {})
+    }
+
+    /// `find` without the index, telling `seen` what it found for every route, in declaration
+    /// order (for `explain`).
+    pub fn find_traced<'t>(
+        &'t self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+        seen: impl FnMut(&'t Route, Candidate),
+    ) -> Result<&'t Route, Miss> {
+        self.select(0..self.routes.len(), method, host, path, seen)
+    }
+
+    /// The one selection loop: best score wins, the first declared wins ties.
+    fn select<'t>(
+        &'t self,
+        candidates: impl Iterator<Item = usize>,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+        mut seen: impl FnMut(&'t Route, Candidate),
+    ) -> Result<&'t Route, Miss> {
+        let mut best: Option<(Score, &Route)> = None;
         let mut path_matched = false;
-        for route in &self.routes {
-            let Some(score) = route.path.score(path) else {
+        for route in candidates.map(|i| &self.routes[i]) {
+            let Some(host_score) = route.hosts.score(host) else {
+                seen(route, Candidate::HostMismatch);
                 continue;
             };
+            let Some(score) = route.path.score(path, route.case_sensitive) else {
+                seen(route, Candidate::PathMismatch);
+                continue;
+            };
+            let score = matcher::with_host(score, host_score);
             path_matched = true;
             if !route.methods.allows(method) {
+                seen(route, Candidate::MethodNotAllowed(score));
                 continue;
             }
+            seen(route, Candidate::Matched(score));
             if best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, route));
             }
@@ -117,7 +259,9 @@ mod tests {
     fn route(name: &str, path: PathMatcher, methods: Option<Vec<Method>>) -> Route {
         Route {
             name: name.into(),
+            hosts: HostSet::default(),
             path,
+            case_sensitive: true,
             methods: MethodSet(methods),
             upstream: 0,
             policy: Policy::Public,
@@ -125,6 +269,12 @@ mod tests {
             claim_headers: Vec::new(),
             strip_authorization: false,
             token_sources: TokenSources::default(),
+            origin: RuleOrigin {
+                file: Arc::from(std::path::Path::new("test.yaml")),
+                line: 0,
+                column: 0,
+                index: 0,
+            },
         }
     }
 
@@ -164,8 +314,94 @@ mod tests {
             (Method::GET, "/dup/x", Ok("first")),
         ];
         for (method, path, want) in cases {
-            let got = table.find(method, path).map(|r| &*r.name);
+            let got = table.find(method, None, path).map(|r| &*r.name);
             assert_eq!(got, *want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn host_routes_table() {
+        use matcher::HostPattern;
+        let mk = |name: &str, hosts: &[&str], path: PathMatcher| {
+            let mut r = route(name, path, None);
+            r.hosts = HostSet(
+                hosts
+                    .iter()
+                    .map(|h| HostPattern::parse(h).unwrap())
+                    .collect(),
+            );
+            r
+        };
+        let table = RouteTable::new(vec![
+            mk("any", &[], PathMatcher::prefix("/")),
+            mk("wild", &["*.example.com"], PathMatcher::prefix("/")),
+            mk("api", &["api.example.com"], PathMatcher::prefix("/")),
+            mk(
+                "api-users",
+                &["api.example.com"],
+                PathMatcher::path("/users/{id}").unwrap(),
+            ),
+            mk("deep-wild", &["*.eu.example.com"], PathMatcher::prefix("/")),
+        ]);
+        let cases: &[(Option<&str>, &str, &str)] = &[
+            (None, "/users/1", "any"),
+            (Some("other.org"), "/users/1", "any"),
+            (Some("www.example.com"), "/users/1", "wild"),
+            (Some("API.example.com"), "/x", "api"),
+            (Some("api.example.com"), "/users/1", "api-users"),
+            (Some("a.eu.example.com"), "/x", "deep-wild"),
+            (Some("example.com"), "/x", "any"),
+        ];
+        for (host, path, want) in cases {
+            let got = table.find(&Method::GET, *host, path).map(|r| &*r.name);
+            assert_eq!(got, Ok(*want), "{host:?} {path}");
+        }
+    }
+
+    #[test]
+    fn index_agrees_with_a_full_scan() {
+        let mut insensitive = route("reports", PathMatcher::Exact("/Reports".into()), None);
+        insensitive.case_sensitive = false;
+        let table = RouteTable::new(vec![
+            route("root", PathMatcher::prefix("/"), Some(vec![Method::POST])),
+            route("api", PathMatcher::prefix("/api"), None),
+            route("user", PathMatcher::path("/users/{id}").unwrap(), None),
+            route(
+                "any-first",
+                PathMatcher::path("/{tenant}/data").unwrap(),
+                None,
+            ),
+            route("exact-root", PathMatcher::Exact("/".into()), None),
+            insensitive,
+            route(
+                "api-get",
+                PathMatcher::prefix("/api"),
+                Some(vec![Method::GET]),
+            ),
+        ]);
+        let paths = [
+            "/",
+            "/api",
+            "/api/x",
+            "/API/x",
+            "/users/1",
+            "/users",
+            "/acme/data",
+            "/api/data",
+            "/reports",
+            "/REPORTS",
+            "/Reports/",
+            "/other",
+            "/users/1/x",
+        ];
+        for path in paths {
+            for method in [Method::GET, Method::POST] {
+                let indexed = table.find(&method, None, path).map(|r| &*r.name);
+                let scanned = table
+                    .find_traced(&method, None, path, |_, _| {})
+                    .map(|r| &*r.name);
+                assert_eq!(indexed, scanned, "{method} {path}");
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::proxy::client::Upstream;
 use crate::routes::RouteTable;
+use crate::routes::path::PathOptions;
 use crate::token::cache::TokenCache;
 use crate::token::verify::Providers;
 
@@ -14,6 +15,8 @@ use crate::token::verify::Providers;
 #[derive(Debug)]
 pub struct Snapshot {
     pub routes: RouteTable,
+    /// How request paths are normalised before matching (`paths:`).
+    pub paths: PathOptions,
     pub providers: Providers,
     pub upstreams: Vec<Upstream>,
     /// `realm` of `WWW-Authenticate` (default `portcullis`).

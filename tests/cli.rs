@@ -62,8 +62,10 @@ fn check_reports_every_error_with_file_line_and_key() {
     for expected in [
         format!("{file}:2:5: listeners[0].address: expected IP:PORT"),
         format!("{file}:7:5: providers[0].jwks_file: cannot read"),
-        format!("{file}:13:5: routes[0].upstream: no upstream named \"nowhere\""),
-        format!("{file}:17:7: routes[0].require.contains: expected a string, number or boolean"),
+        format!("{file}:13:5: routes[0].upstream (rule \"r\"): no upstream named \"nowhere\""),
+        format!(
+            "{file}:17:7: routes[0].require.contains (rule \"r\"): expected a string, number or boolean"
+        ),
     ] {
         assert!(
             stderr.contains(&expected),

@@ -16,17 +16,20 @@ use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Collector;
 use super::raw::{
-    RawCondition, RawConfig, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
+    RawCondition, RawConfig, RawDotSegments, RawEmptySegments, RawEncodedSlash, RawPathParameters,
+    RawPaths, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
 };
+use super::rule_files::RuleFile;
 use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
 use crate::keys::remote::{Fetcher, RemoteSettings, RemoteSource};
 use crate::keys::store::ProviderKeys;
 use crate::keys::{VerifyKey, jwks, source};
 use crate::proxy::client::{Upstream, UpstreamSettings};
 use crate::proxy::headers::is_reserved_for_injection;
-use crate::routes::matcher::{MethodSet, PathMatcher};
-use crate::routes::policy::{ClaimTest, Condition, Policy};
-use crate::routes::{ClaimHeader, Route, RouteTable, TokenSources};
+use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
+use crate::routes::path::{DotSegments, EmptySegments, EncodedSlash, PathOptions, PathParameters};
+use crate::routes::policy::{ClaimTest, Comparison, Condition, Operand, Pattern, Policy};
+use crate::routes::{ClaimHeader, Route, RouteTable, RuleOrigin, TokenSources};
 use crate::state::Snapshot;
 use crate::tls;
 use crate::token::ClaimPath;
@@ -41,35 +44,61 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 const MAX_LEEWAY_SECS: u64 = 600;
 
 /// Compiles a parsed file; `base` is the folder relative paths are resolved against.
-pub fn compile(file: &Path, base: &Path, raw: RawConfig) -> Result<Config, ConfigErrors> {
+pub fn compile(
+    file: &Path,
+    base: &Path,
+    raw: RawConfig,
+    rule_files: Vec<RuleFile>,
+) -> Result<Config, ConfigErrors> {
     let mut c = Collector::new(file);
-    let mut warnings = Vec::new();
 
     let server = compile_server(&raw, &mut c);
     let listeners = compile_listeners(&raw, base, &mut c);
     let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, &mut c);
-    let providers = compile_providers(&raw.providers, base, &mut c, &mut warnings);
-    let routes = compile_routes(&raw.routes, &upstream_index, &providers, &mut c);
+    let providers = compile_providers(&raw.providers, base, &mut c);
+    let paths = compile_paths(&raw.paths);
+    let mut routes = RouteCompiler {
+        upstreams: &upstream_index,
+        providers: &providers,
+        default_case_sensitive: raw.paths.case_sensitive.unwrap_or(true),
+        paths,
+        names: HashMap::new(),
+        out: Vec::new(),
+    };
+    routes.compile_file(file, &raw.routes, &mut c);
+    for rule_file in &rule_files {
+        c.file = rule_file.path.clone();
+        routes.compile_file(&rule_file.path, &rule_file.raw.routes, &mut c);
+    }
+    c.file = file.to_path_buf();
+    if routes.out.is_empty() && c.found.is_empty() {
+        c.error(
+            None,
+            "routes",
+            "expected at least one route, here or in rule_files (anything no route matches is denied)",
+        );
+    }
+    let routes = routes.out;
 
     if !c.found.is_empty() {
         return Err(ConfigErrors(c.found));
     }
-    let used: HashSet<usize> = routes.iter().map(|r| r.upstream).collect();
-    for (i, upstream) in upstreams.iter().enumerate() {
-        if !used.contains(&i) {
-            warnings.push(format!(
-                "upstreams.{}: no route uses this upstream",
-                upstream.name
-            ));
-        }
-    }
+    let routes = RouteTable::new(routes);
+    super::lint::lint(&routes, &upstreams, &raw, &mut c);
+    // Warnings in reading order: by file (the main file first), then line.
+    let order = |d: &super::Diagnostic| {
+        let file_rank = if d.file == file { 0 } else { 1 };
+        (file_rank, d.file.clone(), d.position)
+    };
+    c.warnings.sort_by_key(order);
     let (settings, realm, max_token_bytes, access_log) = server;
     Ok(Config {
         file: file.to_path_buf(),
         listeners,
         server: settings,
         snapshot: Snapshot {
-            routes: RouteTable::new(routes),
+            routes,
+            paths,
             providers: Providers::new(providers),
             upstreams,
             realm: realm.into(),
@@ -77,8 +106,29 @@ pub fn compile(file: &Path, base: &Path, raw: RawConfig) -> Result<Config, Confi
             access_log,
             token_cache: TokenCache::new(token_cache_settings(&raw.server)),
         },
-        warnings,
+        warnings: c.warnings,
     })
+}
+
+fn compile_paths(raw: &RawPaths) -> PathOptions {
+    PathOptions {
+        dot_segments: match raw.dot_segments {
+            None | Some(RawDotSegments::Resolve) => DotSegments::Resolve,
+            Some(RawDotSegments::Reject) => DotSegments::Reject,
+        },
+        empty_segments: match raw.empty_segments {
+            None | Some(RawEmptySegments::Reject) => EmptySegments::Reject,
+            Some(RawEmptySegments::Merge) => EmptySegments::Merge,
+        },
+        encoded_slash: match raw.encoded_slash {
+            None | Some(RawEncodedSlash::Reject) => EncodedSlash::Reject,
+            Some(RawEncodedSlash::Keep) => EncodedSlash::Keep,
+        },
+        path_parameters: match raw.path_parameters {
+            None | Some(RawPathParameters::Reject) => PathParameters::Reject,
+            Some(RawPathParameters::Strip) => PathParameters::Strip,
+        },
+    }
 }
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
@@ -299,7 +349,6 @@ fn compile_providers(
     raw: &[Spanned<RawProvider>],
     base: &Path,
     c: &mut Collector,
-    warnings: &mut Vec<String>,
 ) -> Vec<Provider> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
@@ -363,14 +412,16 @@ fn compile_providers(
                 format!("expected at most {MAX_LEEWAY_SECS}s"),
             );
         }
-        let keys = compile_keys(p, &key, at, &algorithms, base, c, warnings);
+        let keys = compile_keys(p, &key, at, &algorithms, base, c);
         let remote = compile_remote(p, &key, at, &algorithms, base, c);
         if c.found.len() == errors_before && remote.is_none() {
             for alg in &algorithms {
                 if !keys.iter().any(|k: &VerifyKey| k.fits(*alg)) {
-                    warnings.push(format!(
-                        "{key}: algorithm {alg:?} is allowed but no configured key can verify it"
-                    ));
+                    c.warn(
+                        at,
+                        key.clone(),
+                        format!("algorithm {alg:?} is allowed but no configured key can verify it"),
+                    );
                 }
             }
             if keys.is_empty() {
@@ -515,7 +566,6 @@ fn compile_keys(
     algorithms: &[Algorithm],
     base: &Path,
     c: &mut Collector,
-    warnings: &mut Vec<String>,
 ) -> Vec<VerifyKey> {
     let mut keys = Vec::new();
     if let Some(file) = &p.jwks_file {
@@ -534,7 +584,7 @@ fn compile_keys(
                 ),
                 Ok(parsed) => {
                     for why in parsed.skipped {
-                        warnings.push(format!("{key}.jwks_file: skipped {why}"));
+                        c.warn(at, format!("{key}.jwks_file"), format!("skipped {why}"));
                     }
                     if parsed.keys.is_empty() {
                         c.error(
@@ -607,53 +657,91 @@ fn compile_keys(
     keys
 }
 
-fn compile_routes(
-    raw: &[Spanned<RawRoute>],
-    upstreams: &HashMap<String, usize>,
-    providers: &[Provider],
-    c: &mut Collector,
-) -> Vec<Route> {
-    let mut out = Vec::new();
-    let mut names = HashSet::new();
-    if raw.is_empty() {
-        c.error(
-            None,
-            "routes",
-            "expected at least one route (anything no route matches is denied)",
-        );
+/// Compiles the routes of the main file and of each rule file, in that order.
+struct RouteCompiler<'a> {
+    upstreams: &'a HashMap<String, usize>,
+    providers: &'a [Provider],
+    default_case_sensitive: bool,
+    paths: PathOptions,
+    /// Route name → where it was first declared.
+    names: HashMap<String, (PathBuf, u64)>,
+    out: Vec<Route>,
+}
+
+impl RouteCompiler<'_> {
+    fn compile_file(&mut self, file: &Path, raw: &[Spanned<RawRoute>], c: &mut Collector) {
+        let file: Arc<Path> = Arc::from(file);
+        for (i, spanned) in raw.iter().enumerate() {
+            c.rule = Some(spanned.value.name.clone());
+            if let Some(route) = self.compile_route(&file, i, spanned, c) {
+                self.out.push(route);
+            }
+            c.rule = None;
+        }
     }
-    for (i, spanned) in raw.iter().enumerate() {
+
+    fn compile_route(
+        &mut self,
+        file: &Arc<Path>,
+        i: usize,
+        spanned: &Spanned<RawRoute>,
+        c: &mut Collector,
+    ) -> Option<Route> {
         let at = Some(&spanned.referenced);
         let r = &spanned.value;
         let key = format!("routes[{i}]");
+        let line = spanned.referenced.line();
         if r.name.is_empty() {
             c.error(at, format!("{key}.name"), "expected a non-empty name");
-        } else if !names.insert(r.name.clone()) {
+        } else if let Some((first_file, first_line)) = self.names.get(&r.name) {
             c.error(
                 at,
                 format!("{key}.name"),
-                format!("route name {:?} is used twice", r.name),
+                format!(
+                    "route name {:?} is already used at {}:{first_line}; every route needs its own name",
+                    r.name,
+                    first_file.display()
+                ),
             );
+        } else {
+            self.names
+                .insert(r.name.clone(), (file.to_path_buf(), line));
         }
+        let hosts = compile_hosts(r.host.as_ref(), &key, at, c);
         let path = match (&r.path, &r.prefix) {
-            (Some(p), None) => check_route_path(p, &format!("{key}.path"), at, c)
-                .map(|p| PathMatcher::Exact(p.to_string())),
+            (Some(p), None) => check_route_path(p, &self.paths, &format!("{key}.path"), at, c)
+                .and_then(|p| {
+                    PathMatcher::path(p)
+                        .map_err(|e| c.error(at, format!("{key}.path"), e))
+                        .ok()
+                }),
             (None, Some(p)) => {
-                check_route_path(p, &format!("{key}.prefix"), at, c).map(PathMatcher::prefix)
+                if p.contains(['{', '}']) {
+                    c.error(
+                        at,
+                        format!("{key}.prefix"),
+                        "a prefix takes no parameters; use path: /a/{id}/{*rest} for a template",
+                    );
+                    None
+                } else {
+                    check_route_path(p, &self.paths, &format!("{key}.prefix"), at, c)
+                        .map(PathMatcher::prefix)
+                }
             }
             _ => {
                 c.error(
                     at,
                     key.clone(),
-                    "expected exactly one of path (exact match) or prefix",
+                    "expected exactly one of path (exact or template such as /users/{id}) or prefix",
                 );
                 None
             }
         };
         let methods = compile_methods(r.methods.as_deref(), &key, at, c);
-        let upstream = upstreams.get(&r.upstream).copied();
+        let upstream = self.upstreams.get(&r.upstream).copied();
         if upstream.is_none() {
-            let known: Vec<_> = upstreams.keys().map(String::as_str).collect();
+            let mut known: Vec<_> = self.upstreams.keys().map(String::as_str).collect();
+            known.sort_unstable();
             c.error(
                 at,
                 format!("{key}.upstream"),
@@ -664,9 +752,13 @@ fn compile_routes(
                 ),
             );
         }
-        let policy = compile_policy(r, &key, at, c);
+        let params = path
+            .as_ref()
+            .map(PathMatcher::param_names)
+            .unwrap_or_default();
+        let policy = compile_policy(r, &key, at, &params, c);
         let needs_token = !matches!(policy, Some(Policy::Public));
-        if needs_token && providers.is_empty() {
+        if needs_token && self.providers.is_empty() {
             c.error(
                 at,
                 format!("{key}.policy"),
@@ -677,7 +769,7 @@ fn compile_routes(
             list.iter()
                 .enumerate()
                 .filter_map(|(j, name)| {
-                    let found = providers.iter().position(|p| &*p.name == name);
+                    let found = self.providers.iter().position(|p| &*p.name == name);
                     if found.is_none() {
                         c.error(
                             at,
@@ -714,33 +806,68 @@ fn compile_routes(
                 );
             }
         }
-        if let (Some(path), Some(upstream), Some(policy)) = (path, upstream, policy) {
-            out.push(Route {
-                name: r.name.as_str().into(),
-                path,
-                methods,
-                upstream,
-                policy,
-                providers: allowed,
-                claim_headers,
-                strip_authorization: r.strip_authorization,
-                token_sources: TokenSources {
-                    query_param: r.token_query_param.clone(),
-                    cookie: r.token_cookie.clone(),
-                },
-            });
+        let (path, upstream, policy) = (path?, upstream?, policy?);
+        Some(Route {
+            name: r.name.as_str().into(),
+            hosts,
+            path,
+            case_sensitive: r.case_sensitive.unwrap_or(self.default_case_sensitive),
+            methods,
+            upstream,
+            policy,
+            providers: allowed,
+            claim_headers,
+            strip_authorization: r.strip_authorization,
+            token_sources: TokenSources {
+                query_param: r.token_query_param.clone(),
+                cookie: r.token_cookie.clone(),
+            },
+            origin: RuleOrigin {
+                file: file.clone(),
+                line,
+                column: spanned.referenced.column(),
+                index: i,
+            },
+        })
+    }
+}
+
+fn compile_hosts(
+    raw: Option<&StringOrList>,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> HostSet {
+    let list: Vec<&str> = match raw {
+        None => return HostSet::default(),
+        Some(StringOrList::One(h)) => vec![h.as_str()],
+        Some(StringOrList::Many(list)) => list.iter().map(String::as_str).collect(),
+    };
+    if list.is_empty() {
+        c.error(
+            at,
+            format!("{key}.host"),
+            "expected a host or a list of hosts, or no host key for any host",
+        );
+    }
+    let mut out = Vec::new();
+    for host in list {
+        match HostPattern::parse(host) {
+            Ok(p) => out.push(p),
+            Err(e) => c.error(at, format!("{key}.host"), e),
         }
     }
-    out
+    HostSet(out)
 }
 
 fn check_route_path<'p>(
     p: &'p str,
+    options: &PathOptions,
     key: &str,
     at: Option<&Location>,
     c: &mut Collector,
 ) -> Option<&'p str> {
-    match crate::routes::path::normalize(p) {
+    match crate::routes::path::normalize(p, options) {
         Ok(n) if n == p => Some(p),
         Ok(n) => {
             c.error(
@@ -804,6 +931,7 @@ fn compile_policy(
     r: &RawRoute,
     key: &str,
     at: Option<&Location>,
+    params: &[&str],
     c: &mut Collector,
 ) -> Option<Policy> {
     let kind = r.policy.unwrap_or(RawPolicy::Authenticated);
@@ -817,7 +945,7 @@ fn compile_policy(
         (RawPolicy::Optional, None) => Some(Policy::Optional),
         (RawPolicy::Authenticated, None) => Some(Policy::Authenticated(None)),
         (RawPolicy::Authenticated, Some(cond)) => {
-            compile_condition(cond, &format!("{key}.require"), c)
+            compile_condition(cond, &format!("{key}.require"), params, c)
                 .map(|c| Policy::Authenticated(Some(c)))
         }
         (_, Some(cond)) => {
@@ -831,36 +959,49 @@ fn compile_policy(
     }
 }
 
-const OPERATORS: &str = "equals, one_of, contains, contains_any, contains_all, scope, exists";
+const OPERATORS: &str =
+    "equals, in, contains, contains_any, contains_all, scope, exists, regex, gt, gte, lt, lte";
 
 fn compile_condition(
     spanned: &Spanned<RawCondition>,
     key: &str,
+    params: &[&str],
     c: &mut Collector,
 ) -> Option<Condition> {
     let at = Some(&spanned.referenced);
     let raw = &spanned.value;
-    let combinators = raw.all.is_some() as u8 + raw.any.is_some() as u8;
-    let operators = [
-        raw.equals.is_some(),
-        raw.one_of.is_some(),
-        raw.contains.is_some(),
-        raw.contains_any.is_some(),
-        raw.contains_all.is_some(),
-        raw.scope.is_some(),
-        raw.exists.is_some(),
+    let combinators = raw.all.is_some() as u8 + raw.any.is_some() as u8 + raw.not.is_some() as u8;
+    let operators: Vec<&str> = [
+        ("equals", raw.equals.is_some()),
+        ("in", raw.in_.is_some()),
+        ("one_of", raw.one_of.is_some()),
+        ("contains", raw.contains.is_some()),
+        ("contains_any", raw.contains_any.is_some()),
+        ("contains_all", raw.contains_all.is_some()),
+        ("scope", raw.scope.is_some()),
+        ("exists", raw.exists.is_some()),
+        ("regex", raw.regex.is_some()),
+        ("gt", raw.gt.is_some()),
+        ("gte", raw.gte.is_some()),
+        ("lt", raw.lt.is_some()),
+        ("lte", raw.lte.is_some()),
     ]
     .iter()
-    .filter(|x| **x)
-    .count();
+    .filter(|(_, present)| *present)
+    .map(|(name, _)| *name)
+    .collect();
     if combinators > 0 {
-        if combinators > 1 || operators > 0 || raw.claim.is_some() {
+        if combinators > 1 || !operators.is_empty() || raw.claim.is_some() {
             c.error(
                 at,
                 key,
-                "all or any stands alone: put the claim tests inside its list",
+                "all, any and not each stand alone: put the claim tests inside them",
             );
             return None;
+        }
+        if let Some(inner) = &raw.not {
+            return compile_condition(inner, &format!("{key}.not"), params, c)
+                .map(|inner| Condition::Not(Box::new(inner)));
         }
         let (name, list) = match (&raw.all, &raw.any) {
             (Some(list), _) => ("all", list),
@@ -878,7 +1019,7 @@ fn compile_condition(
         let parts: Vec<_> = list
             .iter()
             .enumerate()
-            .map(|(i, item)| compile_condition(item, &format!("{key}.{name}[{i}]"), c))
+            .map(|(i, item)| compile_condition(item, &format!("{key}.{name}[{i}]"), params, c))
             .collect();
         let parts: Option<Vec<_>> = parts.into_iter().collect();
         return parts.map(|p| {
@@ -893,7 +1034,7 @@ fn compile_condition(
         c.error(
             at,
             key,
-            format!("expected claim with one of {OPERATORS}, or all/any with a list"),
+            format!("expected claim with one of {OPERATORS}, or all/any/not"),
         );
         return None;
     };
@@ -904,83 +1045,171 @@ fn compile_condition(
             return None;
         }
     };
-    if operators != 1 {
+    let [field] = operators[..] else {
+        let found = if operators.is_empty() {
+            "none".to_string()
+        } else {
+            operators.join(", ")
+        };
         c.error(
             at,
             key,
-            format!("expected exactly one of {OPERATORS} beside claim"),
+            format!("expected exactly one of {OPERATORS} beside claim, found {found}"),
         );
         return None;
-    }
-    let mut scalar = |v: &Value, field: &str| -> bool {
+    };
+    let field_key = format!("{key}.{field}");
+    let mut scalar = |v: &Value, c: &mut Collector| -> bool {
         let ok = matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
         if !ok {
             let hint = if v.is_array() {
-                " (for a list, use one_of, contains_any or contains_all)"
+                " (for a list, use in, contains_any or contains_all)"
+            } else if v.is_object() {
+                " (or {param: NAME} / {header: NAME} for equals and contains)"
             } else {
                 ""
             };
             c.error(
                 at,
-                format!("{key}.{field}"),
+                field_key.clone(),
                 format!("expected a string, number or boolean{hint}"),
             );
         }
         ok
     };
-    let test = if let Some(v) = &raw.equals {
-        scalar(v, "equals").then(|| ClaimTest::Equals(v.clone()))
-    } else if let Some(v) = &raw.contains {
-        scalar(v, "contains").then(|| ClaimTest::Contains(v.clone()))
-    } else if let Some(list) = raw
-        .one_of
-        .as_ref()
-        .or(raw.contains_any.as_ref())
-        .or(raw.contains_all.as_ref())
-    {
-        let field = if raw.one_of.is_some() {
-            "one_of"
-        } else if raw.contains_any.is_some() {
-            "contains_any"
-        } else {
-            "contains_all"
-        };
-        let ok = !list.is_empty() && list.iter().all(|v| scalar(v, field));
-        if list.is_empty() {
+    let list = |values: &Vec<Value>,
+                c: &mut Collector,
+                scalar: &mut dyn FnMut(&Value, &mut Collector) -> bool| {
+        if values.is_empty() {
             c.error(
                 at,
                 format!("{key}.{field}"),
                 "expected a list of one or more values",
             );
+            return None;
         }
-        ok.then(|| match field {
-            "one_of" => ClaimTest::OneOf(list.clone()),
-            "contains_any" => ClaimTest::ContainsAny(list.clone()),
-            _ => ClaimTest::ContainsAll(list.clone()),
-        })
-    } else if let Some(scope) = &raw.scope {
-        let scopes: Vec<String> = match scope {
-            StringOrList::One(s) => s.split_whitespace().map(str::to_string).collect(),
-            StringOrList::Many(list) => list.clone(),
-        };
-        if scopes.is_empty()
-            || scopes
-                .iter()
-                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-        {
-            c.error(
-                at,
-                format!("{key}.scope"),
-                "expected one or more scope names without spaces",
-            );
-            None
-        } else {
-            Some(ClaimTest::Scope(scopes))
+        // Every value is checked, so each wrong one gets its own error.
+        let ok = values.iter().filter(|v| !scalar(v, c)).count() == 0;
+        ok.then(|| values.clone())
+    };
+    let test = match field {
+        "equals" | "contains" => {
+            let value = raw.equals.as_ref().or(raw.contains.as_ref())?;
+            let operand = match value {
+                Value::Object(map) => {
+                    compile_binding(map, &format!("{key}.{field}"), at, params, c)
+                }
+                v => scalar(v, c).then(|| Operand::Value(v.clone())),
+            };
+            operand.map(|o| {
+                if field == "equals" {
+                    ClaimTest::Equals(o)
+                } else {
+                    ClaimTest::Contains(o)
+                }
+            })
         }
-    } else {
-        raw.exists.map(ClaimTest::Exists)
+        "in" | "one_of" => {
+            list(raw.in_.as_ref().or(raw.one_of.as_ref())?, c, &mut scalar).map(ClaimTest::In)
+        }
+        "contains_any" => {
+            list(raw.contains_any.as_ref()?, c, &mut scalar).map(ClaimTest::ContainsAny)
+        }
+        "contains_all" => {
+            list(raw.contains_all.as_ref()?, c, &mut scalar).map(ClaimTest::ContainsAll)
+        }
+        "scope" => {
+            let scopes: Vec<String> = match raw.scope.as_ref()? {
+                StringOrList::One(s) => s.split_whitespace().map(str::to_string).collect(),
+                StringOrList::Many(list) => list.clone(),
+            };
+            if scopes.is_empty()
+                || scopes
+                    .iter()
+                    .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
+                c.error(
+                    at,
+                    format!("{key}.scope"),
+                    "expected one or more scope names without spaces",
+                );
+                None
+            } else {
+                Some(ClaimTest::Scope(scopes))
+            }
+        }
+        "exists" => raw.exists.map(ClaimTest::Exists),
+        "regex" => match Pattern::new(raw.regex.as_deref()?) {
+            Ok(p) => Some(ClaimTest::Regex(p)),
+            Err(e) => {
+                c.error(at, format!("{key}.regex"), e);
+                None
+            }
+        },
+        _ => {
+            let (op, n) = match field {
+                "gt" => (Comparison::Greater, raw.gt.as_ref()),
+                "gte" => (Comparison::GreaterOrEqual, raw.gte.as_ref()),
+                "lt" => (Comparison::Less, raw.lt.as_ref()),
+                _ => (Comparison::LessOrEqual, raw.lte.as_ref()),
+            };
+            n.map(|n| ClaimTest::Compare(op, n.clone()))
+        }
     };
     test.map(|test| Condition::Claim { path, test })
+}
+
+/// `{param: id}` (a parameter of the route's path template) or `{header: X-Tenant}`.
+fn compile_binding(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+    at: Option<&Location>,
+    params: &[&str],
+    c: &mut Collector,
+) -> Option<Operand> {
+    let expected = "expected {param: NAME} (a parameter of this route's path) or {header: NAME}";
+    if map.len() != 1 {
+        c.error(at, key, expected);
+        return None;
+    }
+    match map.iter().next() {
+        Some((kind, Value::String(name))) if kind == "param" => {
+            match params.iter().position(|p| p == name) {
+                Some(index) => Some(Operand::Param {
+                    name: name.clone(),
+                    index,
+                }),
+                None => {
+                    let known = if params.is_empty() {
+                        "this route's path has no parameters; write path: /users/{id}".to_string()
+                    } else {
+                        format!("known: {}", params.join(", "))
+                    };
+                    c.error(
+                        at,
+                        format!("{key}.param"),
+                        format!("no path parameter {{{name}}} ({known})"),
+                    );
+                    None
+                }
+            }
+        }
+        Some((kind, Value::String(name))) if kind == "header" => match HeaderName::from_str(name) {
+            Ok(h) => Some(Operand::Header(h)),
+            Err(_) => {
+                c.error(
+                    at,
+                    format!("{key}.header"),
+                    format!("{name:?} is not a valid header name"),
+                );
+                None
+            }
+        },
+        _ => {
+            c.error(at, key, expected);
+            None
+        }
+    }
 }
 
 fn compile_claim_headers(

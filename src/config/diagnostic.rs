@@ -3,16 +3,20 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_saphyr::Location;
 
 /// One problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     pub file: PathBuf,
     /// 1-based line and column where the parser or a `Spanned` value gives them.
+    #[serde(skip)]
     pub position: Option<(u64, u64)>,
     /// Key path such as `routes[3].require.all[0].claim`; empty for the whole file.
     pub path: String,
+    /// The name of the route (rule) the problem is in, if any.
+    pub rule: Option<String>,
     pub message: String,
 }
 
@@ -30,8 +34,25 @@ impl Diagnostic {
             file: file.to_path_buf(),
             position,
             path: path.into(),
+            rule: None,
             message: message.into(),
         }
+    }
+
+    /// The same diagnostic, naming the rule it is in.
+    pub fn in_rule(mut self, rule: Option<&str>) -> Self {
+        self.rule = rule.map(str::to_string);
+        self
+    }
+
+    /// 1-based line, if known.
+    pub fn line(&self) -> Option<u64> {
+        self.position.map(|p| p.0)
+    }
+
+    /// 1-based column, if known.
+    pub fn column(&self) -> Option<u64> {
+        self.position.map(|p| p.1)
     }
 }
 
@@ -41,11 +62,13 @@ impl fmt::Display for Diagnostic {
         if let Some((line, col)) = self.position {
             write!(f, ":{line}:{col}")?;
         }
-        if self.path.is_empty() {
-            write!(f, ": {}", self.message)
-        } else {
-            write!(f, ": {}: {}", self.path, self.message)
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
         }
+        if let Some(rule) = &self.rule {
+            write!(f, " (rule {rule:?})")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -67,18 +90,24 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Collects diagnostics for one file while it is compiled.
+/// Collects errors and warnings while a config (and its rule files) is compiled.
 #[derive(Debug)]
-pub struct Collector<'a> {
-    pub file: &'a Path,
+pub struct Collector {
+    /// The file being compiled now.
+    pub file: PathBuf,
+    /// The rule being compiled now, if any.
+    pub rule: Option<String>,
     pub found: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
 }
 
-impl<'a> Collector<'a> {
-    pub fn new(file: &'a Path) -> Self {
+impl Collector {
+    pub fn new(file: &Path) -> Self {
         Collector {
-            file,
+            file: file.to_path_buf(),
+            rule: None,
             found: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -89,7 +118,18 @@ impl<'a> Collector<'a> {
         path: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.found
-            .push(Diagnostic::new(self.file, location, path, message));
+        let d = Diagnostic::new(&self.file, location, path, message).in_rule(self.rule.as_deref());
+        self.found.push(d);
+    }
+
+    /// Records a finding that does not stop the config from loading.
+    pub fn warn(
+        &mut self,
+        location: Option<&Location>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let d = Diagnostic::new(&self.file, location, path, message).in_rule(self.rule.as_deref());
+        self.warnings.push(d);
     }
 }

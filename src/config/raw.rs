@@ -17,7 +17,62 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
     pub providers: Vec<Spanned<RawProvider>>,
+    #[serde(default)]
+    pub paths: RawPaths,
+    /// Files, directories (every `*.yaml`/`*.yml` in it) or globs of rule files, relative to
+    /// this file; their routes follow this file's, in the order listed, each expansion sorted
+    /// by file name.
+    #[serde(default)]
+    pub rule_files: Vec<Spanned<Text>>,
+    #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// A rule file: routes only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleFile {
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// How request paths are normalised before matching; see `routes::path`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    pub dot_segments: Option<RawDotSegments>,
+    pub empty_segments: Option<RawEmptySegments>,
+    pub encoded_slash: Option<RawEncodedSlash>,
+    pub path_parameters: Option<RawPathParameters>,
+    pub case_sensitive: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDotSegments {
+    Resolve,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawEmptySegments {
+    Reject,
+    Merge,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawEncodedSlash {
+    Reject,
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPathParameters {
+    Reject,
+    Strip,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,9 +182,11 @@ pub struct RawSecret {
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: String,
+    pub host: Option<StringOrList>,
     pub path: Option<String>,
     pub prefix: Option<String>,
     pub methods: Option<Vec<String>>,
+    pub case_sensitive: Option<bool>,
     pub upstream: String,
     pub policy: Option<RawPolicy>,
     pub providers: Option<Vec<String>>,
@@ -150,20 +207,29 @@ pub enum RawPolicy {
     Authenticated,
 }
 
-/// One claim condition: a combinator (`all`, `any`) or one claim with exactly one operator.
+/// One claim condition: a combinator (`all`, `any`, `not`) or one claim with exactly one
+/// operator. `equals` and `contains` also take `{param: NAME}` or `{header: NAME}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCondition {
     pub all: Option<Vec<Spanned<RawCondition>>>,
     pub any: Option<Vec<Spanned<RawCondition>>>,
+    pub not: Option<Box<Spanned<RawCondition>>>,
     pub claim: Option<String>,
     pub equals: Option<serde_json::Value>,
+    #[serde(rename = "in")]
+    pub in_: Option<Vec<serde_json::Value>>,
     pub one_of: Option<Vec<serde_json::Value>>,
     pub contains: Option<serde_json::Value>,
     pub contains_any: Option<Vec<serde_json::Value>>,
     pub contains_all: Option<Vec<serde_json::Value>>,
     pub scope: Option<StringOrList>,
     pub exists: Option<bool>,
+    pub regex: Option<String>,
+    pub gt: Option<serde_json::Number>,
+    pub gte: Option<serde_json::Number>,
+    pub lt: Option<serde_json::Number>,
+    pub lte: Option<serde_json::Number>,
 }
 
 /// `scope: "a b"` or `scope: [a, b]`.

@@ -75,6 +75,9 @@ pub fn rejection(err: &RequestError) -> Rejection {
         RequestError::AmbiguousPath(detail) => {
             Rejection::new(S::BAD_REQUEST, "ambiguous_path", Challenge::None, detail)
         }
+        RequestError::BadHost(detail) => {
+            Rejection::new(S::BAD_REQUEST, "bad_host", Challenge::None, detail)
+        }
         RequestError::MissingToken => Rejection::new(
             S::UNAUTHORIZED,
             "missing_token",
@@ -246,6 +249,12 @@ mod tests {
                 RequestError::AmbiguousPath("x"),
                 S::BAD_REQUEST,
                 "ambiguous_path",
+                Challenge::None,
+            ),
+            (
+                RequestError::BadHost("x"),
+                S::BAD_REQUEST,
+                "bad_host",
                 Challenge::None,
             ),
             (

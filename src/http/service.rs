@@ -7,19 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tracing::info;
 
 use super::ProxyBody;
 use super::respond;
+use super::target::{self, Target};
 use crate::error::RequestError;
 use crate::proxy::{forward, headers};
-use crate::routes::policy::Policy;
-use crate::routes::{Miss, path};
+use crate::routes::Miss;
+use crate::routes::policy::{Policy, RequestFacts};
 use crate::state::{AppState, Snapshot};
 use crate::token::{extract, verify};
 
@@ -80,17 +80,14 @@ async fn pipeline(
     request: Request<Incoming>,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, RequestError> {
-    // Step 3½: normalise the path once; the normal form is matched and forwarded.
-    let normalized = path::normalize(request.uri().path()).map_err(RequestError::AmbiguousPath)?;
+    // Step 3½: the host and the normalised path, read once; both are matched and forwarded.
+    let target = target::read(request.uri(), request.headers(), &snapshot.paths)?;
 
     // Step 4: route match; no match is denied and nothing is forwarded.
     let route = snapshot
         .routes
-        .find(request.method(), &normalized)
-        .map_err(|miss| match miss {
-            Miss::NoRoute => RequestError::NoRoute,
-            Miss::MethodNotAllowed => RequestError::MethodNotAllowed,
-        })?;
+        .find(request.method(), target.host, &target.path)
+        .map_err(miss_error)?;
     outcome.route = Some(route.name.clone());
 
     // Steps 5–7: extract, screen and verify the token, unless the route is public.
@@ -129,26 +126,26 @@ async fn pipeline(
 
     // Step 8: claim policy.
     if let (Policy::Authenticated(Some(condition)), Some(v)) = (&route.policy, &verified) {
+        let facts = RequestFacts {
+            path: &target.path,
+            matcher: &route.path,
+            headers: request.headers(),
+        };
         condition
-            .evaluate(&v.claims)
+            .evaluate(&v.claims, &facts)
             .map_err(|d| RequestError::Denied(d.code()))?;
     }
 
     // Step 9: header rewrite.
-    let path_and_query = forwarded_path(request.uri(), normalized)?;
+    let Target {
+        host_header, path, ..
+    } = target;
+    let path_and_query = forwarded_path(request.uri(), path)?;
     let (mut parts, body) = request.into_parts();
-    // The host the client asked for: `Host`, or the HTTP/2 `:authority` (a cheap clone).
-    let host = match parts.headers.get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
     let ctx = headers::ForwardContext {
         client_ip: conn.remote.ip(),
         tls: conn.tls,
-        host,
+        host: host_header,
     };
     headers::rewrite_request(
         &mut parts.headers,
@@ -164,6 +161,14 @@ async fn pipeline(
         forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
     headers::rewrite_response(response.headers_mut());
     Ok(response.map(Either::Left))
+}
+
+/// The error for a request no route takes.
+pub fn miss_error(miss: Miss) -> RequestError {
+    match miss {
+        Miss::NoRoute => RequestError::NoRoute,
+        Miss::MethodNotAllowed => RequestError::MethodNotAllowed,
+    }
 }
 
 /// The path and query sent upstream: the normalised path and the query as received.

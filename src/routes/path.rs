@@ -7,22 +7,163 @@ use std::borrow::Cow;
 /// Why a path was refused (400 `ambiguous_path`).
 pub type PathProblem = &'static str;
 
-/// Normalises an origin-form path: percent-encoded unreserved characters (RFC 3986 §2.3:
-/// letters, digits, `-._~`) are decoded, other escapes get upper-case hex. Refused: no leading
-/// `/`, dot segments (also when spelled `%2E`), `//`, backslash, `;` path parameters, encoded
-/// `/` `\` `;` `%`, control bytes (raw or encoded), malformed escapes.
-pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathProblem> {
+/// What to do with `.` and `..` segments written as such.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DotSegments {
+    /// Remove them as RFC 3986 §5.2.4 says; climbing above `/` is refused (default).
+    #[default]
+    Resolve,
+    /// Refuse any path that has one.
+    Reject,
+}
+
+/// What to do with an empty segment (`//`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmptySegments {
+    /// Refuse the path (default).
+    #[default]
+    Reject,
+    /// Collapse runs of `/` into one.
+    Merge,
+}
+
+/// What to do with `%2F` (an encoded `/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlash {
+    /// Refuse the path (default).
+    #[default]
+    Reject,
+    /// Keep it encoded: it is an ordinary character inside one segment, matched and forwarded
+    /// as `%2F`. Paths that would hold a dot segment once `%2F` is decoded are still refused.
+    Keep,
+}
+
+/// What to do with `;` path parameters (`/a;jsessionid=1/b`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathParameters {
+    /// Refuse the path (default).
+    #[default]
+    Reject,
+    /// Remove each `;…` up to the end of its segment, before matching and forwarding.
+    Strip,
+}
+
+/// How paths are normalised; one setting per config (`paths:`), applied before matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PathOptions {
+    pub dot_segments: DotSegments,
+    pub empty_segments: EmptySegments,
+    pub encoded_slash: EncodedSlash,
+    pub path_parameters: PathParameters,
+}
+
+/// Normalises an origin-form path. Percent-encoded unreserved characters (RFC 3986 §2.3:
+/// letters, digits, `-._~`) are decoded, other escapes get upper-case hex; dot segments are
+/// resolved; what stays ambiguous is refused: encoded dot segments (`%2e%2e`), backslash raw or
+/// encoded, encoded `%` and `;`, control bytes raw or encoded, malformed escapes, climbing above
+/// the root, and — unless `options` allow them — `//`, `%2F` and `;` parameters.
+pub fn normalize<'p>(path: &'p str, options: &PathOptions) -> Result<Cow<'p, str>, PathProblem> {
     if !path.starts_with('/') {
         return Err("path must start with /");
     }
+    if is_plain(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut out = String::with_capacity(path.len());
+    // Byte offsets in `out` where each kept segment starts (after its `/`), for `..`.
+    let mut starts: Vec<usize> = Vec::new();
+    let raw_segments: Vec<&str> = path[1..].split('/').collect();
+    let last = raw_segments.len() - 1;
+    let mut segment = String::new();
+    for (i, raw) in raw_segments.iter().enumerate() {
+        segment.clear();
+        let encoded_dot = decode_segment(raw, options, &mut segment)?;
+        let is_last = i == last;
+        match segment.as_str() {
+            "" if !is_last => match options.empty_segments {
+                EmptySegments::Reject => return Err("empty path segment (//)"),
+                EmptySegments::Merge => continue,
+            },
+            "." | ".." if encoded_dot => return Err("encoded dot segment (%2E) in path"),
+            "." | ".." if options.dot_segments == DotSegments::Reject => {
+                return Err("dot segment in path");
+            }
+            "." => {
+                if is_last {
+                    out.push('/');
+                }
+                continue;
+            }
+            ".." => {
+                let start = starts.pop().ok_or("dot segments climb above the root")?;
+                out.truncate(start - 1);
+                if is_last {
+                    out.push('/');
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if options.encoded_slash == EncodedSlash::Keep
+            && segment
+                .split("%2F")
+                .any(|part| part == "." || part == ".." || part.is_empty())
+            && segment.contains("%2F")
+        {
+            return Err("encoded slash (%2F) next to a dot or another slash");
+        }
+        out.push('/');
+        starts.push(out.len());
+        out.push_str(&segment);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    if out == path {
+        return Ok(Cow::Borrowed(path));
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// True when `path` is already in normal form: no escapes, `;`, `\`, controls, `//` or dot
+/// segments. The common case, checked without allocating.
+fn is_plain(path: &str) -> bool {
     let bytes = path.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
+    let mut prev = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'%' | b';' | b'\\' => return false,
+            b if b < 0x20 || b == 0x7f => return false,
+            b'/' if prev == b'/' => return false,
+            b'.' if prev == b'/' => {
+                let rest = &bytes[i + 1..];
+                if rest.is_empty()
+                    || rest[0] == b'/'
+                    || (rest[0] == b'.' && (rest.len() == 1 || rest[1] == b'/'))
+                {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    true
+}
+
+/// Decodes one raw segment into `out`; returns whether a `.` in it was percent-encoded.
+fn decode_segment(raw: &str, options: &PathOptions, out: &mut String) -> Result<bool, PathProblem> {
+    let bytes = raw.as_bytes();
+    let mut encoded_dot = false;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         match b {
             b'\\' => return Err("backslash in path"),
-            b';' => return Err("path parameters (;) are not accepted"),
+            b';' => match options.path_parameters {
+                PathParameters::Reject => return Err("path parameters (;) are not accepted"),
+                PathParameters::Strip => break,
+            },
             b if b < 0x20 || b == 0x7f => return Err("control character in path"),
             b'%' => {
                 let hex = bytes
@@ -30,45 +171,38 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathProblem> {
                     .ok_or("truncated percent-encoding")?;
                 let decoded = hex_value(hex).ok_or("invalid percent-encoding")?;
                 match decoded {
-                    b'/' => return Err("encoded slash (%2F) in path"),
+                    b'/' if options.encoded_slash == EncodedSlash::Reject => {
+                        return Err("encoded slash (%2F) in path");
+                    }
                     b'\\' => return Err("encoded backslash (%5C) in path"),
                     b'%' => return Err("encoded percent sign (%25) in path"),
                     b';' => return Err("encoded path parameter (%3B) in path"),
                     d if d < 0x20 || d == 0x7f => return Err("encoded control character in path"),
                     _ => {}
                 }
-                let buf = out.get_or_insert_with(|| bytes[..i].to_vec());
                 if is_unreserved(decoded) {
-                    buf.push(decoded);
+                    encoded_dot |= decoded == b'.';
+                    out.push(decoded as char);
                 } else {
-                    buf.extend_from_slice(&[
-                        b'%',
-                        hex[0].to_ascii_uppercase(),
-                        hex[1].to_ascii_uppercase(),
-                    ]);
+                    out.push('%');
+                    out.push(hex[0].to_ascii_uppercase() as char);
+                    out.push(hex[1].to_ascii_uppercase() as char);
                 }
                 i += 3;
                 continue;
             }
             _ => {}
         }
-        if let Some(buf) = out.as_mut() {
-            buf.push(b);
-        }
-        i += 1;
+        // Copy the run of ordinary bytes up to the next special one in one go (keeps UTF-8
+        // sequences whole: every special byte is ASCII).
+        let end = bytes[i..]
+            .iter()
+            .position(|&c| matches!(c, b'%' | b';' | b'\\') || c < 0x20 || c == 0x7f)
+            .map_or(bytes.len(), |p| i + p);
+        out.push_str(&raw[i..end]);
+        i = end;
     }
-    let normalized = match out {
-        // Only ASCII bytes were pushed in place of escapes, the rest is copied from a `str`.
-        Some(buf) => Cow::Owned(String::from_utf8(buf).map_err(|_| "invalid UTF-8 in path")?),
-        None => Cow::Borrowed(path),
-    };
-    if normalized.split('/').skip(1).any(|s| s == "." || s == "..") {
-        return Err("dot segment in path");
-    }
-    if normalized.contains("//") {
-        return Err("empty path segment (//)");
-    }
-    Ok(normalized)
+    Ok(encoded_dot)
 }
 
 fn hex_value(hex: &[u8]) -> Option<u8> {
@@ -80,9 +214,34 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Percent-decodes a normalised path segment (a captured `{param}`) for comparison with a
+/// claim. Returns `None` when the bytes are not UTF-8.
+pub fn decode_param(segment: &str) -> Option<Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(hex_value(bytes.get(i + 1..i + 3)?)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn opts() -> PathOptions {
+        PathOptions::default()
+    }
 
     #[test]
     fn normalize_table() {
@@ -96,18 +255,29 @@ mod tests {
             ("/%61dmin", "/admin"),
             ("/%7euser", "/~user"),
             ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/café", "/café"),
             ("/file%2etxt", "/file.txt"),
             ("/..foo", "/..foo"),
             ("/a/.hidden", "/a/.hidden"),
+            ("/a/...", "/a/..."),
+            ("/public/../admin", "/admin"),
+            ("/public/./x", "/public/x"),
+            ("/public/..", "/"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/./", "/a/"),
+            ("/a/b/../../c", "/c"),
+            ("/./a", "/a"),
         ];
         for (path, want) in accepted {
-            assert_eq!(normalize(path).as_deref(), Ok(*want), "{path}");
+            assert_eq!(normalize(path, &opts()).as_deref(), Ok(*want), "{path}");
         }
         let refused = [
             "api",
-            "/public/../admin",
-            "/public/./x",
-            "/public/..",
+            "*",
+            "/..",
+            "/../admin",
+            "/a/../../admin",
             "/a/%2e%2e/admin",
             "/a/%2E%2E/admin",
             "/a/.%2e/b",
@@ -129,7 +299,72 @@ mod tests {
             "/a%7f",
         ];
         for path in refused {
-            assert!(normalize(path).is_err(), "{path} should be refused");
+            assert!(
+                normalize(path, &opts()).is_err(),
+                "{path} should be refused"
+            );
         }
+    }
+
+    #[test]
+    fn reject_dot_segments_setting() {
+        let o = PathOptions {
+            dot_segments: DotSegments::Reject,
+            ..opts()
+        };
+        for path in ["/public/../admin", "/a/.", "/./a"] {
+            assert!(normalize(path, &o).is_err(), "{path}");
+        }
+        assert_eq!(normalize("/a/.b", &o).as_deref(), Ok("/a/.b"));
+    }
+
+    #[test]
+    fn switches_table() {
+        let merge = PathOptions {
+            empty_segments: EmptySegments::Merge,
+            ..opts()
+        };
+        let slash = PathOptions {
+            encoded_slash: EncodedSlash::Keep,
+            ..opts()
+        };
+        let strip = PathOptions {
+            path_parameters: PathParameters::Strip,
+            ..opts()
+        };
+        let cases: &[(&PathOptions, &str, Result<&str, ()>)] = &[
+            (&merge, "//admin", Ok("/admin")),
+            (&merge, "/api//x///y/", Ok("/api/x/y/")),
+            (&merge, "/api//../x", Ok("/x")),
+            (
+                &slash,
+                "/repos/group%2fproject",
+                Ok("/repos/group%2Fproject"),
+            ),
+            (&slash, "/a/..%2Fadmin", Err(())),
+            (&slash, "/a/x%2F..%2Fadmin", Err(())),
+            (&slash, "/a/%2F%2Fx", Err(())),
+            (&slash, "/a%5Cb", Err(())),
+            (&strip, "/a;jsessionid=1/b", Ok("/a/b")),
+            (&strip, "/admin;x=..", Ok("/admin")),
+            (&strip, "/public/..;/admin", Ok("/admin")),
+            (&strip, "/a%3Bb", Err(())),
+            (&opts(), "/public/..;/admin", Err(())),
+        ];
+        for (o, path, want) in cases {
+            let got = normalize(path, o).map_err(|_| ());
+            assert_eq!(got.as_deref(), want.as_deref(), "{path} with {o:?}");
+        }
+    }
+
+    #[test]
+    fn decode_param_table() {
+        assert_eq!(decode_param("alice").as_deref(), Some("alice"));
+        assert_eq!(
+            decode_param("alice%40example.com").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(decode_param("caf%C3%A9").as_deref(), Some("café"));
+        assert_eq!(decode_param("%FF").as_deref(), None);
     }
 }

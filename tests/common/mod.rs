@@ -247,6 +247,9 @@ impl Workdir {
 
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
         std::fs::write(&path, content).unwrap();
         path
     }
