@@ -345,3 +345,58 @@ async fn numeric_and_regex_rules() {
         assert_eq!(response.status(), status, "{patch}");
     }
 }
+
+#[tokio::test]
+async fn path_switches_change_normalisation_and_forward_what_was_matched() {
+    let work = Workdir::new();
+    let upstream = TestUpstream::start().await;
+    let yaml = format!(
+        r#"
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  app:
+    url: {upstream}
+paths:
+  empty_segments: merge
+  encoded_slash: keep
+  path_parameters: strip
+  dot_segments: reject
+routes:
+  - name: repos
+    path: /repos/{{repo}}/{{*rest}}
+    upstream: app
+    policy: public
+"#,
+        upstream = upstream.url(),
+    );
+    let gw = TestGateway::start(work, &yaml).await;
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "/repos//group%2fproject/tree",
+            Some("/repos/group%2Fproject/tree"),
+        ),
+        ("/repos/a;jsessionid=1/b", Some("/repos/a/b")),
+        ("/repos/a/./b", None),
+        ("/repos/a%2F..%2Fb", None),
+    ];
+    for (target, want) in cases {
+        let before = upstream.count();
+        let r = raw_exchange(
+            gw.addr(0),
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        match want {
+            Some(path) => {
+                assert!(r.starts_with("HTTP/1.1 200"), "{target}: {r}");
+                assert_eq!(upstream.requests().pop().unwrap().target, *path);
+            }
+            None => {
+                assert!(r.starts_with("HTTP/1.1 400"), "{target}: {r}");
+                assert_eq!(upstream.count(), before);
+            }
+        }
+    }
+}

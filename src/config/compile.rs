@@ -16,8 +16,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Collector;
 use super::raw::{
-    RawCondition, RawConfig, RawDotSegments, RawEmptySegments, RawEncodedSlash, RawPathParameters,
-    RawPaths, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
+    RawCondition, RawConfig, RawPaths, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
 };
 use super::rule_files::RuleFile;
 use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
@@ -27,7 +26,7 @@ use crate::keys::{VerifyKey, jwks, source};
 use crate::proxy::client::{Upstream, UpstreamSettings};
 use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
-use crate::routes::path::{DotSegments, EmptySegments, EncodedSlash, PathOptions, PathParameters};
+use crate::routes::path::PathOptions;
 use crate::routes::policy::{ClaimTest, Comparison, Condition, Operand, Pattern, Policy};
 use crate::routes::{ClaimHeader, Route, RouteTable, RuleOrigin, TokenSources};
 use crate::state::Snapshot;
@@ -112,22 +111,10 @@ pub fn compile(
 
 fn compile_paths(raw: &RawPaths) -> PathOptions {
     PathOptions {
-        dot_segments: match raw.dot_segments {
-            None | Some(RawDotSegments::Resolve) => DotSegments::Resolve,
-            Some(RawDotSegments::Reject) => DotSegments::Reject,
-        },
-        empty_segments: match raw.empty_segments {
-            None | Some(RawEmptySegments::Reject) => EmptySegments::Reject,
-            Some(RawEmptySegments::Merge) => EmptySegments::Merge,
-        },
-        encoded_slash: match raw.encoded_slash {
-            None | Some(RawEncodedSlash::Reject) => EncodedSlash::Reject,
-            Some(RawEncodedSlash::Keep) => EncodedSlash::Keep,
-        },
-        path_parameters: match raw.path_parameters {
-            None | Some(RawPathParameters::Reject) => PathParameters::Reject,
-            Some(RawPathParameters::Strip) => PathParameters::Strip,
-        },
+        dot_segments: raw.dot_segments.unwrap_or_default(),
+        empty_segments: raw.empty_segments.unwrap_or_default(),
+        encoded_slash: raw.encoded_slash.unwrap_or_default(),
+        path_parameters: raw.path_parameters.unwrap_or_default(),
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::values::{Duration, Text};
+use crate::routes::path::{DotSegments, EmptySegments, EncodedSlash, PathParameters};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -40,39 +41,11 @@ pub struct RawRuleFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPaths {
-    pub dot_segments: Option<RawDotSegments>,
-    pub empty_segments: Option<RawEmptySegments>,
-    pub encoded_slash: Option<RawEncodedSlash>,
-    pub path_parameters: Option<RawPathParameters>,
+    pub dot_segments: Option<DotSegments>,
+    pub empty_segments: Option<EmptySegments>,
+    pub encoded_slash: Option<EncodedSlash>,
+    pub path_parameters: Option<PathParameters>,
     pub case_sensitive: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawDotSegments {
-    Resolve,
-    Reject,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawEmptySegments {
-    Reject,
-    Merge,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawEncodedSlash {
-    Reject,
-    Keep,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawPathParameters {
-    Reject,
-    Strip,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 pub type PathProblem = &'static str;
 
 /// What to do with `.` and `..` segments written as such.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DotSegments {
     /// Remove them as RFC 3986 §5.2.4 says; climbing above `/` is refused (default).
     #[default]
@@ -18,7 +19,8 @@ pub enum DotSegments {
 }
 
 /// What to do with an empty segment (`//`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EmptySegments {
     /// Refuse the path (default).
     #[default]
@@ -28,7 +30,8 @@ pub enum EmptySegments {
 }
 
 /// What to do with `%2F` (an encoded `/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EncodedSlash {
     /// Refuse the path (default).
     #[default]
@@ -39,7 +42,8 @@ pub enum EncodedSlash {
 }
 
 /// What to do with `;` path parameters (`/a;jsessionid=1/b`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PathParameters {
     /// Refuse the path (default).
     #[default]
