@@ -53,6 +53,20 @@ pub struct ConditionSeen {
     pub request_value: Option<String>,
 }
 
+impl ConditionSeen {
+    /// A condition not evaluated (yet).
+    fn pending(depth: usize, condition: String) -> Self {
+        ConditionSeen {
+            depth,
+            condition,
+            result: "not_evaluated",
+            reason: None,
+            claim: None,
+            request_value: None,
+        }
+    }
+}
+
 /// Everything `explain` found, in pipeline order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -296,14 +310,8 @@ struct Recorder {
 
 impl Trace for Recorder {
     fn begin(&mut self, depth: usize, condition: &Condition) -> usize {
-        self.seen.push(ConditionSeen {
-            depth,
-            condition: condition.to_string(),
-            result: "not_evaluated",
-            reason: None,
-            claim: None,
-            request_value: None,
-        });
+        self.seen
+            .push(ConditionSeen::pending(depth, condition.to_string()));
         self.seen.len() - 1
     }
 
@@ -344,14 +352,7 @@ fn walk(
             out.push(s.clone());
             *next += 1;
         }
-        _ => out.push(ConditionSeen {
-            depth,
-            condition: text,
-            result: "not_evaluated",
-            reason: None,
-            claim: None,
-            request_value: None,
-        }),
+        _ => out.push(ConditionSeen::pending(depth, text)),
     }
     match c {
         Condition::All(parts) | Condition::Any(parts) => {

@@ -118,7 +118,7 @@ impl Collector {
         path: impl Into<String>,
         message: impl Into<String>,
     ) {
-        let d = Diagnostic::new(&self.file, location, path, message).in_rule(self.rule.as_deref());
+        let d = self.diagnostic(location, path, message);
         self.found.push(d);
     }
 
@@ -129,7 +129,16 @@ impl Collector {
         path: impl Into<String>,
         message: impl Into<String>,
     ) {
-        let d = Diagnostic::new(&self.file, location, path, message).in_rule(self.rule.as_deref());
+        let d = self.diagnostic(location, path, message);
         self.warnings.push(d);
+    }
+
+    fn diagnostic(
+        &self,
+        location: Option<&Location>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic::new(&self.file, location, path, message).in_rule(self.rule.as_deref())
     }
 }
