@@ -218,6 +218,7 @@ fn route_with(i: usize, path: PathMatcher) -> Route {
         claim_headers: Vec::new(),
         strip_authorization: false,
         token_sources: TokenSources::default(),
+        max_body_bytes: None,
         origin: RuleOrigin {
             file: Arc::from(std::path::Path::new("bench.yaml")),
             line: 0,

@@ -65,6 +65,12 @@ pub enum RequestError {
     AmbiguousPath(&'static str),
     #[error("the request host is invalid or ambiguous: {0}")]
     BadHost(&'static str),
+    #[error("the request target is longer than allowed")]
+    UriTooLong,
+    #[error("the request body is larger than the route allows")]
+    BodyTooLarge,
+    #[error("the request body could not be read")]
+    BadBody,
     #[error("no bearer token was presented")]
     MissingToken,
     #[error("the credentials are malformed: {0}")]

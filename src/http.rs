@@ -1,6 +1,7 @@
 //! Steps 3–11 on one request: the request target (`target.rs`), the pipeline (`service.rs`) and
 //! every synthetic response (`respond.rs`).
 
+pub mod limits;
 pub mod respond;
 pub mod service;
 pub mod target;

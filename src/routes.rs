@@ -61,6 +61,8 @@ pub struct Route {
     /// Remove `Authorization` before forwarding (default: keep).
     pub strip_authorization: bool,
     pub token_sources: TokenSources,
+    /// Largest request body forwarded, in bytes (`None`: no limit); larger: 413.
+    pub max_body_bytes: Option<u64>,
     pub origin: RuleOrigin,
 }
 
@@ -269,6 +271,7 @@ mod tests {
             claim_headers: Vec::new(),
             strip_authorization: false,
             token_sources: TokenSources::default(),
+            max_body_bytes: None,
             origin: RuleOrigin {
                 file: Arc::from(std::path::Path::new("test.yaml")),
                 line: 0,

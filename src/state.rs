@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Upstream>,
     /// `realm` of `WWW-Authenticate` (default `portcullis`).
     pub realm: Arc<str>,
+    /// Longest request target accepted, in bytes (default 8192); longer: 414.
+    pub max_uri_bytes: usize,
     /// Largest token accepted, in bytes (default 8192).
     pub max_token_bytes: usize,
     /// Whether each request is logged at info level on target `access` (default true).

@@ -35,6 +35,8 @@ use crate::token::ClaimPath;
 use crate::token::cache::{TokenCache, TokenCacheSettings};
 use crate::token::verify::{Provider, Providers};
 
+/// Default longest request target, in bytes.
+pub const DEFAULT_MAX_URI_BYTES: usize = 8192;
 /// Default largest token, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 /// Default clock-skew leeway, in seconds.
@@ -60,6 +62,7 @@ pub fn compile(
         upstreams: &upstream_index,
         providers: &providers,
         default_case_sensitive: raw.paths.case_sensitive.unwrap_or(true),
+        default_max_body_bytes: raw.server.max_body_bytes,
         paths,
         names: HashMap::new(),
         out: Vec::new(),
@@ -102,6 +105,7 @@ pub fn compile(
             upstreams,
             realm: realm.into(),
             max_token_bytes,
+            max_uri_bytes: raw.server.max_uri_bytes.unwrap_or(DEFAULT_MAX_URI_BYTES),
             access_log,
             token_cache: TokenCache::new(token_cache_settings(&raw.server)),
         },
@@ -175,6 +179,16 @@ fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String
             None,
             "server.max_header_bytes",
             "expected at least 8192 bytes",
+        );
+    }
+    if s.max_uri_bytes.is_some_and(|v| v < 256) {
+        c.error(None, "server.max_uri_bytes", "expected at least 256 bytes");
+    }
+    if s.max_body_bytes == Some(0) {
+        c.error(
+            None,
+            "server.max_body_bytes",
+            "expected a number greater than 0",
         );
     }
     let max_token_bytes = positive(
@@ -649,6 +663,7 @@ struct RouteCompiler<'a> {
     upstreams: &'a HashMap<String, usize>,
     providers: &'a [Provider],
     default_case_sensitive: bool,
+    default_max_body_bytes: Option<u64>,
     paths: PathOptions,
     /// Route name → where it was first declared.
     names: HashMap<String, (PathBuf, u64)>,
@@ -793,6 +808,13 @@ impl RouteCompiler<'_> {
                 );
             }
         }
+        if r.max_body_bytes == Some(0) {
+            c.error(
+                at,
+                format!("{key}.max_body_bytes"),
+                "expected a number greater than 0 (omit for no limit)",
+            );
+        }
         let (path, upstream, policy) = (path?, upstream?, policy?);
         Some(Route {
             name: r.name.as_str().into(),
@@ -809,6 +831,7 @@ impl RouteCompiler<'_> {
                 query_param: r.token_query_param.clone(),
                 cookie: r.token_cookie.clone(),
             },
+            max_body_bytes: r.max_body_bytes.or(self.default_max_body_bytes),
             origin: RuleOrigin {
                 file: file.clone(),
                 line,

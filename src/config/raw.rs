@@ -69,6 +69,8 @@ pub struct RawServer {
     pub realm: Option<String>,
     pub workers: Option<usize>,
     pub max_token_bytes: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,
     pub max_connections: Option<usize>,
@@ -170,6 +172,7 @@ pub struct RawRoute {
     pub strip_authorization: bool,
     pub token_query_param: Option<String>,
     pub token_cookie: Option<String>,
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -2,7 +2,7 @@
 //! reason code per variant, an RFC 6750 challenge where it applies, an RFC 9457 problem body.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
@@ -28,6 +28,9 @@ pub struct Rejection {
     pub challenge: Challenge,
     /// Human-readable, fixed text (never request data).
     pub detail: &'static str,
+    /// Close the connection after this response (the rest of the request cannot be trusted
+    /// or was not read).
+    pub close: bool,
 }
 
 impl Rejection {
@@ -42,7 +45,13 @@ impl Rejection {
             code,
             challenge,
             detail,
+            close: false,
         }
+    }
+
+    const fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     const fn invalid_token(code: &'static str, detail: &'static str) -> Self {
@@ -78,6 +87,26 @@ pub fn rejection(err: &RequestError) -> Rejection {
         RequestError::BadHost(detail) => {
             Rejection::new(S::BAD_REQUEST, "bad_host", Challenge::None, detail)
         }
+        RequestError::UriTooLong => Rejection::new(
+            S::URI_TOO_LONG,
+            "uri_too_long",
+            Challenge::None,
+            "the request target is longer than allowed",
+        ),
+        RequestError::BodyTooLarge => Rejection::new(
+            S::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            Challenge::None,
+            "the request body is larger than this route allows",
+        )
+        .closing(),
+        RequestError::BadBody => Rejection::new(
+            S::BAD_REQUEST,
+            "bad_body",
+            Challenge::None,
+            "the request body is malformed or was cut off",
+        )
+        .closing(),
         RequestError::MissingToken => Rejection::new(
             S::UNAUTHORIZED,
             "missing_token",
@@ -194,6 +223,9 @@ pub fn render(r: &Rejection, realm: &str) -> Response<ProxyBody> {
         HeaderValue::from_static("application/problem+json"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if r.close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let challenge = match r.challenge {
         Challenge::None => None,
         Challenge::Bearer => Some(format!("Bearer realm=\"{realm}\"")),
@@ -255,6 +287,24 @@ mod tests {
                 RequestError::BadHost("x"),
                 S::BAD_REQUEST,
                 "bad_host",
+                Challenge::None,
+            ),
+            (
+                RequestError::UriTooLong,
+                S::URI_TOO_LONG,
+                "uri_too_long",
+                Challenge::None,
+            ),
+            (
+                RequestError::BadBody,
+                S::BAD_REQUEST,
+                "bad_body",
+                Challenge::None,
+            ),
+            (
+                RequestError::BodyTooLarge,
+                S::PAYLOAD_TOO_LARGE,
+                "body_too_large",
                 Challenge::None,
             ),
             (

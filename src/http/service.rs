@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use tracing::info;
 
 use super::ProxyBody;
+use super::limits;
 use super::respond;
 use super::target::{self, Target};
 use crate::error::RequestError;
@@ -80,6 +81,9 @@ async fn pipeline(
     request: Request<Incoming>,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, RequestError> {
+    // Step 3: the request target's length (framing was settled by the HTTP parser).
+    limits::check_head(request.uri(), snapshot.max_uri_bytes)?;
+
     // Step 3½: the host and the normalised path, read once; both are matched and forwarded.
     let target = target::read(request.uri(), request.headers(), &snapshot.paths)?;
 
@@ -156,6 +160,7 @@ async fn pipeline(
     );
 
     // Step 10: forward, bodies streamed.
+    let body = limits::limit_body(&parts.headers, body, route.max_body_bytes)?;
     let upstream = &snapshot.upstreams[route.upstream];
     let mut response =
         forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;

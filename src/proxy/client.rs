@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::http::limits::RequestBody;
 
 /// Timeouts and pool sizes of one upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub struct Upstream {
     pub scheme: Scheme,
     pub authority: Authority,
     pub settings: UpstreamSettings,
-    pub client: Client<HttpConnector, Incoming>,
+    pub client: Client<HttpConnector, RequestBody>,
 }
 
 impl Upstream {

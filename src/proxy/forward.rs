@@ -5,14 +5,17 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::client::Upstream;
-use crate::error::UpstreamError;
+use crate::error::{RequestError, UpstreamError};
+use crate::http::limits::{BodyFault, RequestBody, body_fault};
 
 /// Forwards `request` to `upstream` at `path_and_query`; bodies stream in both directions.
+/// A body that passes the route's limit while streaming aborts the request (413); one that
+/// cannot be read from the client does too (400).
 pub async fn forward(
     upstream: &Upstream,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     path_and_query: PathAndQuery,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<Incoming>, RequestError> {
     let uri = Uri::builder()
         .scheme(upstream.scheme.clone())
         .authority(upstream.authority.clone())
@@ -27,9 +30,13 @@ pub async fn forward(
     )
     .await
     {
-        Err(_) => Err(UpstreamError::Timeout),
-        Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
-        Ok(Err(_)) => Err(UpstreamError::Protocol),
+        Err(_) => Err(UpstreamError::Timeout.into()),
+        Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect.into()),
+        Ok(Err(e)) => match body_fault(&e) {
+            Some(BodyFault::TooLarge) => Err(RequestError::BodyTooLarge),
+            Some(BodyFault::Broken) => Err(RequestError::BadBody),
+            None => Err(UpstreamError::Protocol.into()),
+        },
         Ok(Ok(response)) => Ok(response),
     }
 }

@@ -1,0 +1,99 @@
+//! Step 3: limits on the request itself, checked before routing — URI length and message
+//! framing — and the per-route body limit, enforced while the body streams (never buffered).
+
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Uri};
+use http_body_util::{Either, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use crate::error::RequestError;
+
+/// A request body as forwarded: as received, or counted against the route's limit.
+pub type RequestBody = Either<Incoming, Limited<Incoming>>;
+
+/// Refuses a request target longer than `max_uri_bytes` (414).
+///
+/// Framing is settled by the HTTP/1 parser before this point: conflicting `Content-Length`s, a
+/// `Transfer-Encoding` other than a final `chunked`, bare CR/LF or NUL in a header and malformed
+/// request lines are refused with 400; a message with both `Transfer-Encoding: chunked` and
+/// `Content-Length` is framed by the chunked coding alone, its `Content-Length` removed, and the
+/// connection closed after the response (RFC 9112 §6.3), so the upstream receives exactly the
+/// chunked body and nothing after it is read as another request.
+pub fn check_head(uri: &Uri, max_uri_bytes: usize) -> Result<(), RequestError> {
+    let uri_len = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, str::len);
+    if uri_len > max_uri_bytes {
+        return Err(RequestError::UriTooLong);
+    }
+    Ok(())
+}
+
+/// Applies a route's body limit: a declared `Content-Length` above it is refused at once (413);
+/// otherwise the body is counted as it streams and the upstream request is aborted when it
+/// passes the limit.
+pub fn limit_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    max_body_bytes: Option<u64>,
+) -> Result<RequestBody, RequestError> {
+    let Some(max) = max_body_bytes else {
+        return Ok(Either::Left(body));
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(RequestError::BodyTooLarge);
+    }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    Ok(Either::Right(Limited::new(body, max)))
+}
+
+/// What the client's request body did to a failed upstream exchange, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// It passed the route's limit (413).
+    TooLarge,
+    /// Reading it from the client failed: bad chunked framing, early close (400).
+    Broken,
+}
+
+/// Tells body faults apart from upstream faults by walking the error's causes.
+pub fn body_fault(error: &(dyn std::error::Error + 'static)) -> Option<BodyFault> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut user_body = false;
+    while let Some(e) = cause {
+        if e.is::<LengthLimitError>() {
+            return Some(BodyFault::TooLarge);
+        }
+        // hyper reports an error of the body it was sending as a "user" error.
+        user_body |= e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user);
+        cause = e.source();
+    }
+    user_body.then_some(BodyFault::Broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_length_table() {
+        let long: Uri = format!("/{}", "a".repeat(100)).parse().unwrap();
+        let short: Uri = "/a?b=c".parse().unwrap();
+        let absolute: Uri = format!("http://{}/a", "h".repeat(95)).parse().unwrap();
+        assert!(check_head(&short, 100).is_ok());
+        assert!(matches!(
+            check_head(&long, 100),
+            Err(RequestError::UriTooLong)
+        ));
+        assert!(matches!(
+            check_head(&absolute, 100),
+            Err(RequestError::UriTooLong)
+        ));
+    }
+}
