@@ -16,6 +16,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use portcullis::keys::{VerifyKey, store::ProviderKeys};
+use portcullis::proxy::forwarded::Hop;
 use portcullis::proxy::headers::{ForwardContext, rewrite_request};
 use portcullis::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use portcullis::routes::path::{PathOptions, normalize};
@@ -332,9 +333,13 @@ fn bench_header_rewrite(c: &mut Criterion) {
         headers.insert(k, HeaderValue::from_static(v));
     }
     let ctx = ForwardContext {
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        tls: false,
-        host: Some(HeaderValue::from_static("api.example.com")),
+        hop: Hop {
+            peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            trusted: false,
+            tls: false,
+            host: Some(HeaderValue::from_static("api.example.com")),
+        },
+        request_id: HeaderValue::from_static("0123456789abcdef0123456789abcdef"),
     };
     c.bench_function("header_rewrite", |b| {
         b.iter_batched_ref(

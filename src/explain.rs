@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::RequestError;
 use crate::http::{respond, service, target};
+use crate::proxy::forwarded::{self, Hop};
 use crate::proxy::headers::{self, ForwardContext};
 use crate::routes::matcher::Score;
 use crate::routes::policy::{Condition, Denial, Policy, RequestFacts, Trace};
@@ -222,20 +223,25 @@ async fn run(
         result.map_err(|d| RequestError::Denied(d.code()))?;
     }
 
-    let mut forwarded = headers.clone();
+    let mut rewritten = headers.clone();
     headers::rewrite_request(
-        &mut forwarded,
+        &mut rewritten,
         route,
         snapshot.routes.identity_headers(),
         claims.as_deref(),
         ForwardContext {
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            tls: uri.scheme_str() == Some("https"),
-            host: target.host_header.clone(),
+            hop: Hop {
+                peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                trusted: false,
+                tls: uri.scheme_str() == Some("https"),
+                host: target.host_header.clone(),
+            },
+            request_id: forwarded::request_id(headers),
         },
     );
-    for (name, value) in &forwarded {
-        if headers.get_all(name).iter().any(|v| v == value) {
+    for (name, value) in &rewritten {
+        // Unchanged headers, and the random request id (it would differ on every run).
+        if headers.get_all(name).iter().any(|v| v == value) || name == forwarded::X_REQUEST_ID {
             continue;
         }
         out.forwarded_headers.push((

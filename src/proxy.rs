@@ -2,4 +2,5 @@
 
 pub mod client;
 pub mod forward;
+pub mod forwarded;
 pub mod headers;

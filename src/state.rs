@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::proxy::client::Upstream;
+use crate::proxy::forwarded::TrustedProxies;
 use crate::routes::RouteTable;
 use crate::routes::path::PathOptions;
 use crate::token::cache::TokenCache;
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Upstream>,
     /// `realm` of `WWW-Authenticate` (default `portcullis`).
     pub realm: Arc<str>,
+    /// Peers whose forwarding headers are believed (`server.trusted_proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Longest request target accepted, in bytes (default 8192); longer: 414.
     pub max_uri_bytes: usize,
     /// Largest token accepted, in bytes (default 8192).

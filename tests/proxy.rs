@@ -138,7 +138,8 @@ async fn identity_headers_are_stripped_then_injected() {
         "Authorization is kept by default"
     );
 
-    // Without a Connection list, an incoming X-Forwarded-For is appended to.
+    // Without a Connection list, an incoming X-Forwarded-For from a peer that is not a trusted
+    // proxy is replaced, not appended to.
     let response = client()
         .get(s.gw.url(0, "/api/me"))
         .bearer_auth(&token)
@@ -148,10 +149,7 @@ async fn identity_headers_are_stripped_then_injected() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let got = s.upstream.requests().pop().unwrap();
-    assert_eq!(
-        got.headers.get("x-forwarded-for").unwrap(),
-        "203.0.113.9, 127.0.0.1"
-    );
+    assert_eq!(got.headers.get("x-forwarded-for").unwrap(), "127.0.0.1");
 }
 
 #[tokio::test]
@@ -325,5 +323,77 @@ async fn oversized_request_head_is_refused_and_gateway_keeps_serving() {
             .unwrap()
             .status(),
         200
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_trust_only_trusted_proxies_and_request_ids_travel() {
+    // Untrusted peer (the default): every client-sent forwarding header is replaced.
+    let s = setup().await;
+    let response = client()
+        .get(s.gw.url(0, "/public/x"))
+        .header("forwarded", "for=6.6.6.6;proto=https")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-request-id", "trace-42.a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "trace-42.a");
+    let got = s.upstream.requests().pop().unwrap();
+    let addr = s.gw.addr(0);
+    assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(
+        got.headers["forwarded"],
+        format!("for=127.0.0.1;proto=http;host=\"{addr}\"").as_str()
+    );
+    assert_eq!(got.headers["x-request-id"], "trace-42.a");
+
+    // An invalid id is replaced by a generated one, the same upstream and in the response,
+    // rejections included.
+    let response = client()
+        .get(s.gw.url(0, "/public/x"))
+        .header("x-request-id", "not valid!")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        s.upstream.requests().pop().unwrap().headers["x-request-id"],
+        id.as_str()
+    );
+    let response = client().get(s.gw.url(0, "/api/x")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["x-request-id"].len(), 32);
+
+    // A trusted proxy's headers are extended, and its proto/host kept.
+    let work = Workdir::new();
+    let upstream = TestUpstream::start().await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  trusted_proxies: [127.0.0.0/8, \"::1\"]\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n",
+        upstream.url()
+    );
+    let gw = TestGateway::start(work, &yaml).await;
+    client()
+        .get(gw.url(0, "/x"))
+        .header("forwarded", "for=198.51.100.7;proto=https")
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    let got = upstream.requests().pop().unwrap();
+    assert_eq!(got.headers["x-forwarded-for"], "198.51.100.7, 127.0.0.1");
+    assert_eq!(got.headers["x-forwarded-proto"], "https");
+    assert_eq!(got.headers["x-forwarded-host"], "api.example.com");
+    let forwarded = got.headers["forwarded"].to_str().unwrap();
+    assert!(
+        forwarded.starts_with("for=198.51.100.7;proto=https, for=127.0.0.1;proto=http"),
+        "{forwarded}"
     );
 }

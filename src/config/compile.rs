@@ -10,6 +10,7 @@ use std::sync::Arc;
 use base64::Engine;
 use http::uri::Scheme;
 use http::{HeaderName, Method, Uri};
+use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
@@ -24,6 +25,7 @@ use crate::keys::remote::{Fetcher, RemoteSettings, RemoteSource};
 use crate::keys::store::ProviderKeys;
 use crate::keys::{VerifyKey, jwks, source};
 use crate::proxy::client::{Upstream, UpstreamSettings};
+use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use crate::routes::path::PathOptions;
@@ -58,6 +60,7 @@ pub fn compile(
     let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, &mut c);
     let providers = compile_providers(&raw.providers, base, &mut c);
     let paths = compile_paths(&raw.paths);
+    let trusted_proxies = compile_trusted_proxies(&raw.server.trusted_proxies, &mut c);
     let mut routes = RouteCompiler {
         upstreams: &upstream_index,
         providers: &providers,
@@ -106,11 +109,33 @@ pub fn compile(
             realm: realm.into(),
             max_token_bytes,
             max_uri_bytes: raw.server.max_uri_bytes.unwrap_or(DEFAULT_MAX_URI_BYTES),
+            trusted_proxies,
             access_log,
             token_cache: TokenCache::new(token_cache_settings(&raw.server)),
         },
         warnings: c.warnings,
     })
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host).
+fn compile_trusted_proxies(raw: &[String], c: &mut Collector) -> TrustedProxies {
+    let mut out = Vec::new();
+    for (i, text) in raw.iter().enumerate() {
+        let parsed = text.parse::<IpNet>().or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| ())
+        });
+        match parsed {
+            Ok(net) => out.push(net.trunc()),
+            Err(()) => c.error(
+                None,
+                format!("server.trusted_proxies[{i}]"),
+                format!("expected an address or CIDR such as 10.0.0.0/8 or ::1, found {text:?}"),
+            ),
+        }
+    }
+    TrustedProxies(out)
 }
 
 fn compile_paths(raw: &RawPaths) -> PathOptions {

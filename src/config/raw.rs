@@ -78,6 +78,8 @@ pub struct RawServer {
     pub tls_handshake_timeout: Option<Duration>,
     pub shutdown_timeout: Option<Duration>,
     pub access_log: Option<bool>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub token_cache: Option<RawTokenCache>,
 }
 

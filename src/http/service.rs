@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tracing::info;
@@ -18,7 +18,7 @@ use super::limits;
 use super::respond;
 use super::target::{self, Target};
 use crate::error::RequestError;
-use crate::proxy::{forward, headers};
+use crate::proxy::{forward, forwarded, headers};
 use crate::routes::Miss;
 use crate::routes::policy::{Policy, RequestFacts};
 use crate::state::{AppState, Snapshot};
@@ -45,24 +45,30 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
-    // Step 3: one config snapshot for the whole request.
+    // Step 3: one config snapshot for the whole request; its id, kept or made.
     let snapshot = state.snapshot.load_full();
+    let request_id = forwarded::request_id(request.headers());
     let method = request.method().clone();
-    let raw_path = snapshot
-        .access_log
-        .then(|| request.uri().path().to_string());
+    let logged = snapshot.access_log.then(|| {
+        let client = snapshot
+            .trusted_proxies
+            .client(conn.remote.ip(), request.headers());
+        (request.uri().path().to_string(), client)
+    });
     let mut outcome = Outcome::default();
-    let (response, reason) = match pipeline(&snapshot, conn, request, &mut outcome).await {
-        Ok(response) => (response, "allowed"),
-        Err(err) => {
-            let rejection = respond::rejection(&err);
-            (respond::render(&rejection, &snapshot.realm), rejection.code)
-        }
-    };
-    if let Some(path) = raw_path {
+    let (mut response, reason) =
+        match pipeline(&snapshot, conn, request, request_id.clone(), &mut outcome).await {
+            Ok(response) => (response, "allowed"),
+            Err(err) => {
+                let rejection = respond::rejection(&err);
+                (respond::render(&rejection, &snapshot.realm), rejection.code)
+            }
+        };
+    if let Some((path, client)) = logged {
         info!(
             target: "access",
-            client = %conn.remote.ip(),
+            client = %client,
+            request_id = request_id.to_str().unwrap_or("-"),
             method = %method,
             path = %path,
             route = outcome.route.as_deref().unwrap_or("-"),
@@ -72,6 +78,9 @@ pub async fn handle(
             latency_us = started.elapsed().as_micros() as u64,
         );
     }
+    response
+        .headers_mut()
+        .insert(forwarded::X_REQUEST_ID, request_id);
     Ok(response)
 }
 
@@ -79,6 +88,7 @@ async fn pipeline(
     snapshot: &Snapshot,
     conn: ConnInfo,
     request: Request<Incoming>,
+    request_id: HeaderValue,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, RequestError> {
     // Step 3: the request target's length (framing was settled by the HTTP parser).
@@ -146,10 +156,15 @@ async fn pipeline(
     } = target;
     let path_and_query = forwarded_path(request.uri(), path)?;
     let (mut parts, body) = request.into_parts();
+    let peer = conn.remote.ip();
     let ctx = headers::ForwardContext {
-        client_ip: conn.remote.ip(),
-        tls: conn.tls,
-        host: host_header,
+        hop: forwarded::Hop {
+            peer,
+            trusted: snapshot.trusted_proxies.contains(peer),
+            tls: conn.tls,
+            host: host_header,
+        },
+        request_id,
     };
     headers::rewrite_request(
         &mut parts.headers,

@@ -2,10 +2,12 @@
 //! sets are removed first, then claim and `X-Forwarded-*` headers are added, so nothing a
 //! client sends (including a `Connection` list) can remove or forge what the gateway adds.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
+
+use super::forwarded::{
+    self, Hop, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+};
 
 use crate::routes::Route;
 use crate::token::Claims;
@@ -22,10 +24,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
 /// Headers a route may not fill from a claim: hop-by-hop, framing, and the ones the gateway
 /// manages itself.
 pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
@@ -41,6 +39,7 @@ pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
             X_FORWARDED_FOR,
             X_FORWARDED_PROTO,
             X_FORWARDED_HOST,
+            X_REQUEST_ID,
         ]
         .contains(name)
 }
@@ -48,10 +47,9 @@ pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
 /// What the header rewrite needs to know about the connection and the request.
 #[derive(Debug, Clone)]
 pub struct ForwardContext {
-    pub client_ip: IpAddr,
-    pub tls: bool,
-    /// The host the client asked for (`Host`, or the HTTP/2 `:authority`).
-    pub host: Option<HeaderValue>,
+    pub hop: Hop,
+    /// This request's id, sent as `X-Request-Id`.
+    pub request_id: HeaderValue,
 }
 
 /// Rewrites request headers in place for the upstream.
@@ -91,18 +89,8 @@ pub fn rewrite_request(
             }
         }
     }
-    append_forwarded_for(headers, ctx.client_ip);
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
-    );
-    headers.remove(X_FORWARDED_HOST);
-    if let Some(host) = ctx.host {
-        if !headers.contains_key(header::HOST) {
-            headers.insert(header::HOST, host.clone());
-        }
-        headers.insert(X_FORWARDED_HOST, host);
-    }
+    forwarded::set_forwarding(headers, &ctx.hop);
+    headers.insert(X_REQUEST_ID, ctx.request_id);
 }
 
 /// Removes hop-by-hop headers from an upstream response.
@@ -127,23 +115,6 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    use std::fmt::Write;
-    let mut joined = String::with_capacity(48);
-    for previous in headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        joined.push_str(previous);
-        joined.push_str(", ");
-    }
-    let _ = write!(joined, "{}", ip.to_canonical());
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
 }
 
 /// Header names equal ignoring ASCII case and `_` versus `-`.
