@@ -220,6 +220,7 @@ fn route_with(i: usize, path: PathMatcher) -> Route {
         strip_authorization: false,
         token_sources: TokenSources::default(),
         max_body_bytes: None,
+        upgrades: Vec::new(),
         origin: RuleOrigin {
             file: Arc::from(std::path::Path::new("bench.yaml")),
             line: 0,

@@ -63,6 +63,9 @@ pub struct Route {
     pub token_sources: TokenSources,
     /// Largest request body forwarded, in bytes (`None`: no limit); larger: 413.
     pub max_body_bytes: Option<u64>,
+    /// Protocols an HTTP/1.1 `Upgrade` may switch to (lower-case, e.g. `websocket`); empty:
+    /// `Upgrade` is removed like any hop-by-hop header.
+    pub upgrades: Vec<String>,
     pub origin: RuleOrigin,
 }
 
@@ -272,6 +275,7 @@ mod tests {
             strip_authorization: false,
             token_sources: TokenSources::default(),
             max_body_bytes: None,
+            upgrades: Vec::new(),
             origin: RuleOrigin {
                 file: Arc::from(std::path::Path::new("test.yaml")),
                 line: 0,

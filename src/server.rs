@@ -234,7 +234,7 @@ async fn serve_connection(
     let result = match tls {
         None => {
             watcher
-                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
                 .await
         }
         Some(acceptor) => {
@@ -252,7 +252,7 @@ async fn serve_connection(
                     }
                 };
             watcher
-                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
                 .await
         }
     };

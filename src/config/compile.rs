@@ -833,6 +833,19 @@ impl RouteCompiler<'_> {
                 );
             }
         }
+        for (j, protocol) in r.upgrades.iter().enumerate() {
+            let token = !protocol.is_empty()
+                && protocol
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                c.error(
+                    at,
+                    format!("{key}.upgrades[{j}]"),
+                    format!("expected a protocol name such as websocket, found {protocol:?}"),
+                );
+            }
+        }
         if r.max_body_bytes == Some(0) {
             c.error(
                 at,
@@ -857,6 +870,7 @@ impl RouteCompiler<'_> {
                 cookie: r.token_cookie.clone(),
             },
             max_body_bytes: r.max_body_bytes.or(self.default_max_body_bytes),
+            upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
             origin: RuleOrigin {
                 file: file.clone(),
                 line,

@@ -175,6 +175,8 @@ pub struct RawRoute {
     pub token_query_param: Option<String>,
     pub token_cookie: Option<String>,
     pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub upgrades: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

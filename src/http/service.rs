@@ -18,7 +18,7 @@ use super::limits;
 use super::respond;
 use super::target::{self, Target};
 use crate::error::RequestError;
-use crate::proxy::{forward, forwarded, headers};
+use crate::proxy::{forward, forwarded, headers, upgrade};
 use crate::routes::Miss;
 use crate::routes::policy::{Policy, RequestFacts};
 use crate::state::{AppState, Snapshot};
@@ -150,11 +150,14 @@ async fn pipeline(
             .map_err(|d| RequestError::Denied(d.code()))?;
     }
 
-    // Step 9: header rewrite.
+    // Step 9: header rewrite; an upgrade the route allows keeps its two hop-by-hop headers.
     let Target {
         host_header, path, ..
     } = target;
     let path_and_query = forwarded_path(request.uri(), path)?;
+    let mut request = request;
+    let upgrade = upgrade::requested(&request, &route.upgrades)
+        .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (mut parts, body) = request.into_parts();
     let peer = conn.remote.ip();
     let ctx = headers::ForwardContext {
@@ -173,6 +176,9 @@ async fn pipeline(
         verified.as_ref().map(|v| &*v.claims),
         ctx,
     );
+    if let Some((protocol, _)) = &upgrade {
+        headers::restore_upgrade(&mut parts.headers, protocol.clone());
+    }
 
     // Step 10: forward, bodies streamed.
     let body = limits::limit_body(&parts.headers, body, route.max_body_bytes)?;
@@ -180,6 +186,12 @@ async fn pipeline(
     let mut response =
         forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
     headers::rewrite_response(response.headers_mut());
+    if let Some((protocol, client)) = upgrade {
+        upgrade::join_if_switched(client, &mut response);
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            headers::restore_upgrade(response.headers_mut(), protocol);
+        }
+    }
     Ok(response.map(Either::Left))
 }
 

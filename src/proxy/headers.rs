@@ -98,6 +98,13 @@ pub fn rewrite_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
 }
 
+/// Puts back the two hop-by-hop headers an upgrade needs (`Upgrade: <protocol>`,
+/// `Connection: upgrade`) after the rewrite removed them.
+pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::UPGRADE, protocol);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
 /// Removes the hop-by-hop headers and those the `Connection` header names, except `Host`.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
