@@ -221,6 +221,8 @@ fn route_with(i: usize, path: PathMatcher) -> Route {
         token_sources: TokenSources::default(),
         max_body_bytes: None,
         upgrades: Vec::new(),
+        strip_prefix: None,
+        add_prefix: None,
         origin: RuleOrigin {
             file: Arc::from(std::path::Path::new("bench.yaml")),
             line: 0,

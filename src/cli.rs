@@ -229,7 +229,12 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     }
     println!("upstreams:");
     for u in &s.upstreams {
-        println!("  {} -> {}://{}", u.name, u.scheme, u.authority);
+        let targets: Vec<String> = u
+            .targets
+            .iter()
+            .map(|t| format!("{}://{}", u.scheme, t.authority))
+            .collect();
+        println!("  {} -> {}", u.name, targets.join(", "));
     }
     println!("providers:");
     for p in s.providers.list() {

@@ -250,11 +250,14 @@ async fn run(
         ));
     }
     let upstream = &snapshot.upstreams[route.upstream];
-    out.upstream = Some(format!(
-        "{} ({}://{}{})",
-        upstream.name, upstream.scheme, upstream.authority, target.path
-    ));
-    out.detail = format!("forwarded to upstream {} as {}", upstream.name, target.path);
+    let sent = service::upstream_path(route, &target.path);
+    let targets: Vec<String> = upstream
+        .targets
+        .iter()
+        .map(|t| format!("{}://{}", upstream.scheme, t.authority))
+        .collect();
+    out.upstream = Some(format!("{} ({})", upstream.name, targets.join(", ")));
+    out.detail = format!("forwarded to upstream {} as {sent}", upstream.name);
     Ok(())
 }
 

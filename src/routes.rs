@@ -63,6 +63,10 @@ pub struct Route {
     pub token_sources: TokenSources,
     /// Largest request body forwarded, in bytes (`None`: no limit); larger: 413.
     pub max_body_bytes: Option<u64>,
+    /// Removed from the start of the path before forwarding (whole segments).
+    pub strip_prefix: Option<String>,
+    /// Put in front of the path before forwarding, after `strip_prefix`.
+    pub add_prefix: Option<String>,
     /// Protocols an HTTP/1.1 `Upgrade` may switch to (lower-case, e.g. `websocket`); empty:
     /// `Upgrade` is removed like any hop-by-hop header.
     pub upgrades: Vec<String>,
@@ -276,6 +280,8 @@ mod tests {
             token_sources: TokenSources::default(),
             max_body_bytes: None,
             upgrades: Vec::new(),
+            strip_prefix: None,
+            add_prefix: None,
             origin: RuleOrigin {
                 file: Arc::from(std::path::Path::new("test.yaml")),
                 line: 0,

@@ -77,6 +77,11 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     let addresses = bound.iter().map(|(_, _, a)| *a).collect();
     let (stop, stopped) = watch::channel(false);
     load_remote_keys(&config.snapshot, &stopped).await?;
+    for upstream in &config.snapshot.upstreams {
+        if upstream.settings.health_check.is_some() {
+            tokio::spawn(upstream.clone().run_health_checks(stopped.clone()));
+        }
+    }
     let state = Arc::new(AppState::new(config.snapshot));
     let settings = Arc::new(config.server);
     let limit = Arc::new(Semaphore::new(settings.max_connections));

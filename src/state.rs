@@ -19,7 +19,7 @@ pub struct Snapshot {
     /// How request paths are normalised before matching (`paths:`).
     pub paths: PathOptions,
     pub providers: Providers,
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     /// `realm` of `WWW-Authenticate` (default `portcullis`).
     pub realm: Arc<str>,
     /// Peers whose forwarding headers are believed (`server.trusted_proxies`).

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
-use http::uri::Scheme;
-use http::{HeaderName, Method, Uri};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Method, Uri};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
@@ -24,7 +25,7 @@ use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
 use crate::keys::remote::{Fetcher, RemoteSettings, RemoteSource};
 use crate::keys::store::ProviderKeys;
 use crate::keys::{VerifyKey, jwks, source};
-use crate::proxy::client::{Upstream, UpstreamSettings};
+use crate::proxy::client::{HealthCheck, HostRewrite, Upstream, UpstreamSettings};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
@@ -57,7 +58,7 @@ pub fn compile(
 
     let server = compile_server(&raw, &mut c);
     let listeners = compile_listeners(&raw, base, &mut c);
-    let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, &mut c);
+    let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, base, &mut c);
     let providers = compile_providers(&raw.providers, base, &mut c);
     let paths = compile_paths(&raw.paths);
     let trusted_proxies = compile_trusted_proxies(&raw.server.trusted_proxies, &mut c);
@@ -292,8 +293,9 @@ fn compile_listeners(raw: &RawConfig, base: &Path, c: &mut Collector) -> Vec<Lis
 
 fn compile_upstreams(
     raw: &BTreeMap<String, Spanned<RawUpstream>>,
+    base: &Path,
     c: &mut Collector,
-) -> (Vec<Upstream>, HashMap<String, usize>) {
+) -> (Vec<Arc<Upstream>>, HashMap<String, usize>) {
     let mut out = Vec::new();
     let mut index = HashMap::new();
     if raw.is_empty() {
@@ -303,23 +305,151 @@ fn compile_upstreams(
         let at = Some(&spanned.referenced);
         let u = &spanned.value;
         let key = format!("upstreams.{name}");
-        let d = UpstreamSettings::default();
-        let settings = UpstreamSettings {
-            connect_timeout: u.connect_timeout.map_or(d.connect_timeout, |v| v.0),
-            response_timeout: u.response_timeout.map_or(d.response_timeout, |v| v.0),
-            pool_idle_timeout: u.pool_idle_timeout.map_or(d.pool_idle_timeout, |v| v.0),
-            pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(d.pool_max_idle_per_host),
-        };
-        let Some((scheme, authority)) = parse_upstream_url(u.url.as_str(), &key, at, c) else {
-            // Still known by name, so routes naming it get no second, misleading error; the
-            // config is refused anyway.
-            index.insert(name.clone(), usize::MAX);
-            continue;
-        };
-        index.insert(name.clone(), out.len());
-        out.push(Upstream::new(name, scheme, authority, settings));
+        let built = compile_upstream(name, u, &key, at, base, c);
+        // A broken upstream stays known by name, so routes naming it get no second, misleading
+        // error; the config is refused anyway.
+        index.insert(
+            name.clone(),
+            if built.is_some() {
+                out.len()
+            } else {
+                usize::MAX
+            },
+        );
+        out.extend(built.map(Arc::new));
     }
     (out, index)
+}
+
+fn compile_upstream(
+    name: &str,
+    u: &RawUpstream,
+    key: &str,
+    at: Option<&Location>,
+    base: &Path,
+    c: &mut Collector,
+) -> Option<Upstream> {
+    let errors_before = c.found.len();
+    let d = UpstreamSettings::default();
+    let urls: Vec<(String, &str)> = match (&u.url, &u.targets) {
+        (Some(url), None) => vec![(format!("{key}.url"), url.as_str())],
+        (None, Some(list)) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("{key}.targets[{i}]"), t.as_str()))
+            .collect(),
+        _ => {
+            c.error(
+                at,
+                key,
+                "expected url (one target) or targets (a list of one or more), not both",
+            );
+            return None;
+        }
+    };
+    let mut scheme: Option<Scheme> = None;
+    let mut authorities = Vec::new();
+    for (field, url) in &urls {
+        let Some((s, authority)) = parse_upstream_url(url, field, at, c) else {
+            continue;
+        };
+        if scheme.as_ref().is_some_and(|first| *first != s) {
+            c.error(
+                at,
+                field.clone(),
+                "every target of an upstream uses the same scheme",
+            );
+        }
+        if authorities.contains(&authority) {
+            c.error(at, field.clone(), format!("{authority} is listed twice"));
+        }
+        scheme.get_or_insert(s);
+        authorities.push(authority);
+    }
+    let host = match u.host.as_deref() {
+        None | Some("preserve") => HostRewrite::Preserve,
+        Some("target") => HostRewrite::Target,
+        Some(fixed) => match HeaderValue::from_str(fixed) {
+            Ok(v) if !fixed.is_empty() && fixed.parse::<http::uri::Authority>().is_ok() => {
+                HostRewrite::Fixed(v)
+            }
+            _ => {
+                c.error(
+                    at,
+                    format!("{key}.host"),
+                    format!("expected preserve, target or a host[:port], found {fixed:?}"),
+                );
+                HostRewrite::Preserve
+            }
+        },
+    };
+    let health_check = u.health_check.as_ref().and_then(|h| {
+        let path = (h.path.starts_with('/'))
+            .then(|| PathAndQuery::from_str(&h.path).ok())
+            .flatten();
+        if path.is_none() {
+            c.error(
+                at,
+                format!("{key}.health_check.path"),
+                format!("expected a path such as /healthz, found {:?}", h.path),
+            );
+        }
+        Some(HealthCheck {
+            path: path?,
+            interval: h.interval.map_or(Duration::from_secs(5), |v| v.0),
+            timeout: h.timeout.map_or(Duration::from_secs(2), |v| v.0),
+        })
+    });
+    let settings = UpstreamSettings {
+        connect_timeout: u.connect_timeout.map_or(d.connect_timeout, |v| v.0),
+        response_timeout: u.response_timeout.map_or(d.response_timeout, |v| v.0),
+        pool_idle_timeout: u.pool_idle_timeout.map_or(d.pool_idle_timeout, |v| v.0),
+        pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(d.pool_max_idle_per_host),
+        balance: u.balance.unwrap_or_default(),
+        retries: u.retries.unwrap_or(d.retries),
+        eject_after: u.eject_after.unwrap_or(d.eject_after),
+        eject_for: u.eject_for.map_or(d.eject_for, |v| v.0),
+        host,
+        http2: u.http2,
+        health_check,
+    };
+    let https = scheme.as_ref() == Some(&Scheme::HTTPS);
+    if u.tls.is_some() && !https && scheme.is_some() {
+        c.error(at, format!("{key}.tls"), "tls settings need https targets");
+    }
+    let tls_raw = u.tls.as_ref();
+    let identity = match tls_raw.map(|t| (&t.client_certificate, &t.client_key)) {
+        Some((Some(cert), Some(key_file))) => Some((
+            resolve(base, cert.as_str()),
+            resolve(base, key_file.as_str()),
+        )),
+        Some((None, None)) | None => None,
+        Some(_) => {
+            c.error(
+                at,
+                format!("{key}.tls"),
+                "client_certificate and client_key go together",
+            );
+            None
+        }
+    };
+    let ca = tls_raw
+        .and_then(|t| t.ca_file.as_ref())
+        .map(|f| resolve(base, f.as_str()));
+    let tls = match tls::client_config(
+        ca.as_deref(),
+        identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            c.error(at, format!("{key}.tls"), e);
+            return None;
+        }
+    };
+    if c.found.len() > errors_before {
+        return None;
+    }
+    Some(Upstream::new(name, scheme?, authorities, settings, tls))
 }
 
 fn parse_upstream_url(
@@ -328,44 +458,24 @@ fn parse_upstream_url(
     at: Option<&Location>,
     c: &mut Collector,
 ) -> Option<(Scheme, http::uri::Authority)> {
-    let expected =
-        "expected an http URL with host and port and no path, such as http://127.0.0.1:8080";
+    let expected = "expected an http or https URL with host and port and no path, such as http://127.0.0.1:8080";
     let Ok(uri) = Uri::from_str(url) else {
-        c.error(
-            at,
-            format!("{key}.url"),
-            format!("{expected}, found {url:?}"),
-        );
+        c.error(at, key, format!("{expected}, found {url:?}"));
         return None;
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            c.error(
-                at,
-                format!("{key}.url"),
-                "https upstreams are not supported yet; use http (TLS to upstreams is planned)",
-            );
-            return None;
-        }
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
         _ => {
-            c.error(
-                at,
-                format!("{key}.url"),
-                format!("{expected}, found {url:?}"),
-            );
+            c.error(at, key, format!("{expected}, found {url:?}"));
             return None;
         }
-    }
+    };
     let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
     match (uri.authority(), path_ok) {
-        (Some(a), true) if a.as_str().rsplit_once('@').is_none() => Some((Scheme::HTTP, a.clone())),
+        (Some(a), true) if a.as_str().rsplit_once('@').is_none() => Some((scheme, a.clone())),
         _ => {
-            c.error(
-                at,
-                format!("{key}.url"),
-                format!("{expected}, found {url:?}"),
-            );
+            c.error(at, key, format!("{expected}, found {url:?}"));
             None
         }
     }
@@ -833,6 +943,37 @@ impl RouteCompiler<'_> {
                 );
             }
         }
+        for (field, value) in [
+            ("strip_prefix", &r.strip_prefix),
+            ("add_prefix", &r.add_prefix),
+        ] {
+            let Some(p) = value else { continue };
+            let normal = crate::routes::path::normalize(p, &PathOptions::default())
+                .is_ok_and(|n| n == p.as_str());
+            if !normal || p.len() < 2 || p.contains(['{', '}', '?', '#']) {
+                c.error(
+                    at,
+                    format!("{key}.{field}"),
+                    format!(
+                        "expected a path such as /api (normalised, no parameters), found {p:?}"
+                    ),
+                );
+            }
+        }
+        if let (Some(strip), Some(PathMatcher::Prefix(prefix) | PathMatcher::Exact(prefix))) =
+            (&r.strip_prefix, &path)
+        {
+            let strip = strip.trim_end_matches('/');
+            let covered = prefix.get(..strip.len()).is_some_and(|h| h == strip)
+                && (prefix.len() == strip.len() || prefix[strip.len()..].starts_with('/'));
+            if !covered {
+                c.error(
+                    at,
+                    format!("{key}.strip_prefix"),
+                    format!("{strip:?} is not a leading part of the route's path {prefix:?}, so it would not always apply"),
+                );
+            }
+        }
         for (j, protocol) in r.upgrades.iter().enumerate() {
             let token = !protocol.is_empty()
                 && protocol
@@ -871,6 +1012,14 @@ impl RouteCompiler<'_> {
             },
             max_body_bytes: r.max_body_bytes.or(self.default_max_body_bytes),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            strip_prefix: r
+                .strip_prefix
+                .as_deref()
+                .map(|p| p.trim_end_matches('/').to_string()),
+            add_prefix: r
+                .add_prefix
+                .as_deref()
+                .map(|p| p.trim_end_matches('/').to_string()),
             origin: RuleOrigin {
                 file: file.clone(),
                 line,

@@ -13,7 +13,12 @@ use crate::routes::policy::{ClaimTest, Condition, Operand, Policy};
 use crate::routes::{Route, RouteTable};
 
 /// Adds every lint finding for the compiled `routes` to `c.warnings`.
-pub fn lint(routes: &RouteTable, upstreams: &[Upstream], raw: &RawConfig, c: &mut Collector) {
+pub fn lint(
+    routes: &RouteTable,
+    upstreams: &[std::sync::Arc<Upstream>],
+    raw: &RawConfig,
+    c: &mut Collector,
+) {
     let routes = routes.routes();
     shadowed(routes, c);
     anonymous(routes, c);

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::values::{Duration, Text};
+use crate::proxy::client::Balance;
 use crate::routes::path::{DotSegments, EmptySegments, EncodedSlash, PathParameters};
 
 /// The whole file.
@@ -94,11 +95,40 @@ pub struct RawTokenCache {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    pub url: Text,
+    /// One target; or `targets` for several.
+    pub url: Option<Text>,
+    pub targets: Option<Vec<Text>>,
+    pub balance: Option<Balance>,
     pub connect_timeout: Option<Duration>,
     pub response_timeout: Option<Duration>,
     pub pool_idle_timeout: Option<Duration>,
     pub pool_max_idle_per_host: Option<usize>,
+    pub retries: Option<u32>,
+    pub eject_after: Option<u32>,
+    pub eject_for: Option<Duration>,
+    /// `preserve` (default), `target`, or a fixed host value.
+    pub host: Option<String>,
+    #[serde(default)]
+    pub http2: bool,
+    pub tls: Option<RawUpstreamTls>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+/// TLS settings of https targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<Text>,
+    pub client_certificate: Option<Text>,
+    pub client_key: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: String,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +207,10 @@ pub struct RawRoute {
     pub max_body_bytes: Option<u64>,
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// Removed from the start of the path before forwarding.
+    pub strip_prefix: Option<String>,
+    /// Put in front of the path before forwarding (after `strip_prefix`).
+    pub add_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

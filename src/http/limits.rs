@@ -1,15 +1,58 @@
 //! Step 3: limits on the request itself, checked before routing — URI length and message
 //! framing — and the per-route body limit, enforced while the body streams (never buffered).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Uri};
-use http_body_util::{Either, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http_body_util::{LengthLimitError, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::RequestError;
 
-/// A request body as forwarded: as received, or counted against the route's limit.
-pub type RequestBody = Either<Incoming, Limited<Incoming>>;
+/// A request body as forwarded: none (so the request can be sent again), as received, or
+/// counted against the route's limit.
+#[derive(Debug)]
+pub enum RequestBody {
+    Empty,
+    Streamed(Incoming),
+    Limited(Limited<Incoming>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        // Every variant is Unpin.
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Streamed(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+            RequestBody::Limited(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Streamed(b) => b.is_end_stream(),
+            RequestBody::Limited(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Streamed(b) => b.size_hint(),
+            RequestBody::Limited(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Refuses a request target longer than `max_uri_bytes` (414).
 ///
@@ -31,14 +74,17 @@ pub fn check_head(uri: &Uri, max_uri_bytes: usize) -> Result<(), RequestError> {
 
 /// Applies a route's body limit: a declared `Content-Length` above it is refused at once (413);
 /// otherwise the body is counted as it streams and the upstream request is aborted when it
-/// passes the limit.
+/// passes the limit. A body known to be empty becomes `Empty`.
 pub fn limit_body(
     headers: &HeaderMap,
     body: Incoming,
     max_body_bytes: Option<u64>,
 ) -> Result<RequestBody, RequestError> {
+    if body.is_end_stream() {
+        return Ok(RequestBody::Empty);
+    }
     let Some(max) = max_body_bytes else {
-        return Ok(Either::Left(body));
+        return Ok(RequestBody::Streamed(body));
     };
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -48,7 +94,7 @@ pub fn limit_body(
         return Err(RequestError::BodyTooLarge);
     }
     let max = usize::try_from(max).unwrap_or(usize::MAX);
-    Ok(Either::Right(Limited::new(body, max)))
+    Ok(RequestBody::Limited(Limited::new(body, max)))
 }
 
 /// What the client's request body did to a failed upstream exchange, if anything.

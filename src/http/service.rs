@@ -19,8 +19,8 @@ use super::respond;
 use super::target::{self, Target};
 use crate::error::RequestError;
 use crate::proxy::{forward, forwarded, headers, upgrade};
-use crate::routes::Miss;
 use crate::routes::policy::{Policy, RequestFacts};
+use crate::routes::{Miss, Route};
 use crate::state::{AppState, Snapshot};
 use crate::token::{extract, verify};
 
@@ -154,7 +154,7 @@ async fn pipeline(
     let Target {
         host_header, path, ..
     } = target;
-    let path_and_query = forwarded_path(request.uri(), path)?;
+    let path_and_query = forwarded_path(request.uri(), path, route)?;
     let mut request = request;
     let upgrade = upgrade::requested(&request, &route.upgrades)
         .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
@@ -203,9 +203,49 @@ pub fn miss_error(miss: Miss) -> RequestError {
     }
 }
 
-/// The path and query sent upstream: the normalised path and the query as received.
-fn forwarded_path(uri: &http::Uri, normalized: Cow<'_, str>) -> Result<PathAndQuery, RequestError> {
+/// The path the upstream receives for a matched path: `strip_prefix` removed, `add_prefix`
+/// put in front (the route's own rewrite; without one, the matched path itself).
+pub fn upstream_path<'p>(route: &Route, path: &'p str) -> Cow<'p, str> {
+    if route.strip_prefix.is_none() && route.add_prefix.is_none() {
+        return Cow::Borrowed(path);
+    }
+    let rest = route
+        .strip_prefix
+        .as_deref()
+        .and_then(|p| strip_segments(path, p, route.case_sensitive))
+        .unwrap_or(path);
+    let rest = if rest.is_empty() { "/" } else { rest };
+    match route.add_prefix.as_deref() {
+        Some(prefix) if rest == "/" => Cow::Owned(format!("{prefix}/")),
+        Some(prefix) => Cow::Owned(format!("{prefix}{rest}")),
+        None => Cow::Owned(rest.to_string()),
+    }
+}
+
+/// `path` without `prefix` when `prefix` is a whole-segment prefix of it.
+fn strip_segments<'p>(path: &'p str, prefix: &str, case_sensitive: bool) -> Option<&'p str> {
+    let head = path.get(..prefix.len())?;
+    let same = if case_sensitive {
+        head == prefix
+    } else {
+        head.eq_ignore_ascii_case(prefix)
+    };
+    let rest = &path[prefix.len()..];
+    (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
+}
+
+/// The path and query sent upstream: the normalised path (rewritten as the route says) and the
+/// query as received.
+fn forwarded_path(
+    uri: &http::Uri,
+    normalized: Cow<'_, str>,
+    route: &Route,
+) -> Result<PathAndQuery, RequestError> {
     let invalid = |_| RequestError::AmbiguousPath("path cannot be forwarded");
+    let normalized = match upstream_path(route, &normalized) {
+        Cow::Borrowed(_) => normalized,
+        Cow::Owned(rewritten) => Cow::Owned(rewritten),
+    };
     match (normalized, uri.query()) {
         (Cow::Borrowed(_), _) => match uri.path_and_query() {
             Some(pq) => Ok(pq.clone()),

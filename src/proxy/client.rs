@@ -1,17 +1,54 @@
-//! The pooled upstream client, one per configured upstream, with its timeouts.
+//! The pooled upstream client, one per configured upstream: its targets, how one is picked,
+//! which are ejected after connect failures, and its timeouts.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tracing::warn;
 
 use crate::http::limits::RequestBody;
 
-/// Timeouts and pool sizes of one upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a target is chosen for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each healthy target in turn (default).
+    #[default]
+    RoundRobin,
+    /// The healthy target with the fewest requests waiting for a response head.
+    LeastOutstanding,
+}
+
+/// The `Host` header the upstream receives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HostRewrite {
+    /// The client's (default).
+    #[default]
+    Preserve,
+    /// The chosen target's `host:port`.
+    Target,
+    /// This value.
+    Fixed(HeaderValue),
+}
+
+/// An active health check: `GET path` on every target each `interval`; a 2xx within
+/// `timeout` is healthy, anything else ejects the target until a check passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: PathAndQuery,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Timeouts, pool, balancing and health settings of one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     /// TCP connect timeout (default 5 s).
     pub connect_timeout: Duration,
@@ -19,8 +56,20 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     /// How long an idle pooled connection is kept (default 90 s).
     pub pool_idle_timeout: Duration,
-    /// Idle connections kept per upstream host (default 256).
+    /// Idle connections kept per target (default 256).
     pub pool_max_idle_per_host: usize,
+    pub balance: Balance,
+    /// Extra attempts, each on another target, after a connect failure of an idempotent
+    /// request without a body (default 1).
+    pub retries: u32,
+    /// Consecutive connect failures that eject a target (default 3; 0 turns ejection off).
+    pub eject_after: u32,
+    /// How long an ejected target is skipped (default 10 s).
+    pub eject_for: Duration,
+    pub host: HostRewrite,
+    /// Speak HTTP/2 to the targets (prior knowledge on http, ALPN on https); default HTTP/1.1.
+    pub http2: bool,
+    pub health_check: Option<HealthCheck>,
 }
 
 impl Default for UpstreamSettings {
@@ -30,44 +79,272 @@ impl Default for UpstreamSettings {
             response_timeout: Duration::from_secs(30),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
+            balance: Balance::RoundRobin,
+            retries: 1,
+            eject_after: 3,
+            eject_for: Duration::from_secs(10),
+            host: HostRewrite::Preserve,
+            http2: false,
+            health_check: None,
         }
     }
 }
 
-/// A named upstream: where requests go and the pooled client that takes them there.
+/// One address of an upstream, with its load and health.
+#[derive(Debug)]
+pub struct Target {
+    pub authority: Authority,
+    /// `host:port` as a `Host` value.
+    pub host: HeaderValue,
+    outstanding: AtomicUsize,
+    failures: AtomicU32,
+    /// Milliseconds since the upstream's epoch until which the target is skipped.
+    ejected_until: AtomicU64,
+}
+
+/// A named upstream: its targets and the pooled client that reaches them.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: Arc<str>,
     pub scheme: Scheme,
-    pub authority: Authority,
+    pub targets: Vec<Target>,
     pub settings: UpstreamSettings,
-    pub client: Client<HttpConnector, RequestBody>,
+    pub client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    next: AtomicUsize,
+    epoch: Instant,
+}
+
+/// Counts a request as outstanding on its target until dropped.
+#[derive(Debug)]
+pub struct InFlight<'u>(&'u Target);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Upstream {
-    /// Builds the upstream and its connection pool (no connection is opened yet).
+    /// Builds the upstream and its connection pool (no connection is opened yet). `tls` is
+    /// used for https targets.
     pub fn new(
         name: &str,
         scheme: Scheme,
-        authority: Authority,
+        authorities: Vec<Authority>,
         settings: UpstreamSettings,
+        tls: rustls::ClientConfig,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        // ALPN offers exactly the protocol the client will speak.
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if settings.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+            .http2_only(settings.http2)
             .build(connector);
+        let targets = authorities
+            .into_iter()
+            .map(|authority| Target {
+                host: HeaderValue::from_str(authority.as_str())
+                    .unwrap_or(HeaderValue::from_static("localhost")),
+                authority,
+                outstanding: AtomicUsize::new(0),
+                failures: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
+            })
+            .collect();
         Upstream {
             name: name.into(),
             scheme,
-            authority,
+            targets,
             settings,
             client,
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_ejected(&self, target: &Target, now: u64) -> bool {
+        target.ejected_until.load(Ordering::Relaxed) > now
+    }
+
+    /// Picks a target, avoiding `avoid` (the one that just failed) and ejected ones; when every
+    /// target is ejected, all are candidates again (better to try than to refuse everything).
+    pub fn pick(&self, avoid: Option<usize>) -> usize {
+        let n = self.targets.len();
+        if n == 1 {
+            return 0;
+        }
+        let now = self.now_ms();
+        let usable = |i: usize| Some(i) != avoid && !self.is_ejected(&self.targets[i], now);
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut candidates = (0..n).map(|k| (start + k) % n);
+        let chosen = match self.settings.balance {
+            Balance::RoundRobin => candidates.find(|&i| usable(i)),
+            Balance::LeastOutstanding => candidates
+                .filter(|&i| usable(i))
+                .min_by_key(|&i| self.targets[i].outstanding.load(Ordering::Relaxed)),
+        };
+        chosen.unwrap_or_else(|| {
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| Some(i) != avoid)
+                .unwrap_or(start % n)
+        })
+    }
+
+    /// Marks a request as started on target `i`.
+    pub fn begin(&self, i: usize) -> InFlight<'_> {
+        let target = &self.targets[i];
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight(target)
+    }
+
+    /// Records that target `i` answered: its failure count starts over.
+    pub fn succeeded(&self, i: usize) {
+        self.targets[i].failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a connect failure of target `i`; ejects it after `eject_after` in a row.
+    pub fn failed(&self, i: usize) {
+        let target = &self.targets[i];
+        let failures = target.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = self.settings.eject_after;
+        if limit > 0 && failures >= limit {
+            let until = self.now_ms() + self.settings.eject_for.as_millis() as u64;
+            target.ejected_until.store(until, Ordering::Relaxed);
+            target.failures.store(0, Ordering::Relaxed);
+            warn!(upstream = %self.name, target = %target.authority, failures, eject_for = ?self.settings.eject_for, "target ejected after connect failures");
+        }
+    }
+
+    /// Sets a target's health from an active check.
+    pub fn set_health(&self, i: usize, healthy: bool) {
+        let target = &self.targets[i];
+        let was_ejected = self.is_ejected(target, self.now_ms());
+        if healthy {
+            target.ejected_until.store(0, Ordering::Relaxed);
+            target.failures.store(0, Ordering::Relaxed);
+        } else {
+            target.ejected_until.store(u64::MAX, Ordering::Relaxed);
+            if !was_ejected {
+                warn!(upstream = %self.name, target = %target.authority, "target failed its health check");
+            }
+        }
+    }
+
+    /// Runs the active health check (if configured) until `stop` turns true.
+    pub async fn run_health_checks(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(check) = self.settings.health_check.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(check.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            for i in 0..self.targets.len() {
+                let healthy = self.probe(i, &check).await;
+                self.set_health(i, healthy);
+            }
+        }
+    }
+
+    async fn probe(&self, i: usize, check: &HealthCheck) -> bool {
+        let uri = http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.targets[i].authority.clone())
+            .path_and_query(check.path.clone())
+            .build();
+        let Ok(uri) = uri else { return false };
+        let mut request = http::Request::new(RequestBody::Empty);
+        *request.uri_mut() = uri;
+        if self.settings.http2 {
+            *request.version_mut() = http::Version::HTTP_2;
+        }
+        request
+            .headers_mut()
+            .insert(http::header::HOST, self.targets[i].host.clone());
+        match tokio::time::timeout(check.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => response.status().is_success(),
+            _ => false,
+        }
+    }
+
+    /// Whether target `i` is currently skipped.
+    pub fn ejected(&self, i: usize) -> bool {
+        self.is_ejected(&self.targets[i], self.now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(n: usize, balance: Balance) -> Upstream {
+        crate::tls::install_crypto_provider();
+        let tls = crate::tls::client_config(None, None).unwrap();
+        let authorities = (0..n)
+            .map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap())
+            .collect();
+        let settings = UpstreamSettings {
+            balance,
+            eject_after: 2,
+            ..UpstreamSettings::default()
+        };
+        Upstream::new("u", Scheme::HTTP, authorities, settings, tls)
+    }
+
+    #[tokio::test]
+    async fn round_robin_skips_ejected_targets() {
+        let u = upstream(3, Balance::RoundRobin);
+        let picks: Vec<usize> = (0..6).map(|_| u.pick(None)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        u.failed(1);
+        assert!(!u.ejected(1), "one failure does not eject");
+        u.failed(1);
+        assert!(u.ejected(1));
+        let picks: Vec<usize> = (0..4).map(|_| u.pick(None)).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        assert_ne!(u.pick(Some(0)), 0);
+        u.set_health(1, true);
+        assert!(!u.ejected(1));
+        // Everything ejected: still picks something rather than refusing.
+        for i in 0..3 {
+            u.set_health(i, false);
+        }
+        let _ = u.pick(None);
+    }
+
+    #[tokio::test]
+    async fn least_outstanding_prefers_idle_targets() {
+        let u = upstream(3, Balance::LeastOutstanding);
+        let busy0 = u.begin(0);
+        let busy1 = u.begin(1);
+        let _busy1b = u.begin(1);
+        assert_eq!(u.pick(None), 2);
+        drop(busy0);
+        let _busy2 = u.begin(2);
+        assert_eq!(u.pick(None), 0);
+        drop(busy1);
+        assert_ne!(u.pick(None), 1, "target 1 still has one outstanding");
     }
 }

@@ -1,10 +1,13 @@
-//! Step 10: send the request upstream on the pooled client and wait, bounded, for its head.
+//! Step 10: send the request to one of the upstream's targets on the pooled client and wait,
+//! bounded, for its head. A connect failure of an idempotent request without a body is tried
+//! again on another target; nothing else is retried.
 
+use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::{Body, Incoming};
 
-use super::client::Upstream;
+use super::client::{HostRewrite, Upstream};
 use crate::error::{RequestError, UpstreamError};
 use crate::http::limits::{BodyFault, RequestBody, body_fault};
 
@@ -13,30 +16,96 @@ use crate::http::limits::{BodyFault, RequestBody, body_fault};
 /// cannot be read from the client does too (400).
 pub async fn forward(
     upstream: &Upstream,
-    mut request: Request<RequestBody>,
+    request: Request<RequestBody>,
     path_and_query: PathAndQuery,
 ) -> Result<Response<Incoming>, RequestError> {
-    let uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| UpstreamError::Protocol)?;
-    *request.uri_mut() = uri;
-    *request.version_mut() = Version::HTTP_11;
-    match tokio::time::timeout(
-        upstream.settings.response_timeout,
-        upstream.client.request(request),
+    let (mut parts, body) = request.into_parts();
+    let retryable = body.is_end_stream() && is_idempotent(&parts.method);
+    let attempts = if retryable {
+        1 + upstream
+            .settings
+            .retries
+            .min(upstream.targets.len() as u32 - 1)
+    } else {
+        1
+    };
+    parts.version = if upstream.settings.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let mut body = Some(body);
+    let mut avoid = None;
+    for attempt in 1..=attempts {
+        let i = upstream.pick(avoid);
+        let target = &upstream.targets[i];
+        let uri = Uri::builder()
+            .scheme(upstream.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build()
+            .map_err(|_| UpstreamError::Protocol)?;
+        let mut headers = if attempt < attempts {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        set_host(&mut headers, &upstream.settings.host, &target.host);
+        let mut outgoing = Request::new(body.take().unwrap_or(RequestBody::Empty));
+        *outgoing.method_mut() = parts.method.clone();
+        *outgoing.uri_mut() = uri;
+        *outgoing.version_mut() = parts.version;
+        *outgoing.headers_mut() = headers;
+        if attempt == attempts {
+            *outgoing.extensions_mut() = std::mem::take(&mut parts.extensions);
+        }
+        let _in_flight = upstream.begin(i);
+        let result = tokio::time::timeout(
+            upstream.settings.response_timeout,
+            upstream.client.request(outgoing),
+        )
+        .await;
+        match result {
+            Err(_) => return Err(UpstreamError::Timeout.into()),
+            Ok(Ok(response)) => {
+                upstream.succeeded(i);
+                return Ok(response);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                upstream.failed(i);
+                if attempt == attempts {
+                    return Err(UpstreamError::Connect.into());
+                }
+                avoid = Some(i);
+            }
+            Ok(Err(e)) => {
+                return match body_fault(&e) {
+                    Some(BodyFault::TooLarge) => Err(RequestError::BodyTooLarge),
+                    Some(BodyFault::Broken) => Err(RequestError::BadBody),
+                    None => Err(UpstreamError::Protocol.into()),
+                };
+            }
+        }
+    }
+    Err(UpstreamError::Connect.into())
+}
+
+/// RFC 9110 §9.2.2 idempotent methods.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-    .await
-    {
-        Err(_) => Err(UpstreamError::Timeout.into()),
-        Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect.into()),
-        Ok(Err(e)) => match body_fault(&e) {
-            Some(BodyFault::TooLarge) => Err(RequestError::BodyTooLarge),
-            Some(BodyFault::Broken) => Err(RequestError::BadBody),
-            None => Err(UpstreamError::Protocol.into()),
-        },
-        Ok(Ok(response)) => Ok(response),
+}
+
+fn set_host(headers: &mut HeaderMap, rewrite: &HostRewrite, target: &http::HeaderValue) {
+    match rewrite {
+        HostRewrite::Preserve => {}
+        HostRewrite::Target => {
+            headers.insert(HOST, target.clone());
+        }
+        HostRewrite::Fixed(value) => {
+            headers.insert(HOST, value.clone());
+        }
     }
 }

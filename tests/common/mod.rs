@@ -264,11 +264,15 @@ impl Workdir {
     }
 }
 
-/// A CA made for this run and a certificate for localhost / 127.0.0.1 signed by it.
+/// A CA made for this run, a server certificate for localhost / 127.0.0.1 and a client
+/// certificate, both signed by it.
 pub struct Pki {
     pub ca_pem: String,
+    pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 pub fn pki(work: &Workdir) -> Pki {
@@ -284,12 +288,24 @@ pub fn pki(work: &Workdir) -> Pki {
         rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params =
+        rcgen::CertificateParams::new(vec!["portcullis-gateway".to_string()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
     Pki {
         ca_pem: ca.pem(),
+        ca: work.write("ca.pem", &ca.pem()),
         cert: work.write("server.pem", &leaf.pem()),
         key: work.write("server-key.pem", &leaf_key.serialize_pem()),
+        client_cert: work.write("client.pem", &client.pem()),
+        client_key: work.write("client-key.pem", &client_key.serialize_pem()),
     }
 }
+
+/// A connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// What the upstream received.
 #[derive(Debug, Clone)]
@@ -298,6 +314,10 @@ pub struct Recorded {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub version: http::Version,
+    /// Over TLS: the SNI the client sent and whether it presented a certificate.
+    pub sni: Option<String>,
+    pub client_cert: bool,
 }
 
 /// A real HTTP/1.1 upstream that records every request and answers `200 upstream-ok`.
@@ -314,6 +334,15 @@ impl TestUpstream {
 
     /// An upstream that waits `delay` before answering.
     pub async fn start_with_delay(delay: Duration) -> TestUpstream {
+        TestUpstream::start_with(delay, None).await
+    }
+
+    /// An HTTPS upstream with this TLS server config.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> TestUpstream {
+        TestUpstream::start_with(Duration::ZERO, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(delay: Duration, tls: Option<tokio_rustls::TlsAcceptor>) -> TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let recorded = Arc::new(Mutex::new(Vec::new()));
@@ -324,10 +353,25 @@ impl TestUpstream {
                     return;
                 };
                 let log = log.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let (stream, sni, client_cert) = match tls {
+                        None => (Box::new(stream) as Box<dyn Io>, None, false),
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let (_, conn) = tls.get_ref();
+                            let sni = conn.server_name().map(str::to_string);
+                            let client_cert = conn.peer_certificates().is_some();
+                            (Box::new(tls) as Box<dyn Io>, sni, client_cert)
+                        }
+                    };
                     let service = service_fn(move |req: Request<Incoming>| {
                         let log = log.clone();
+                        let sni = sni.clone();
                         async move {
+                            let version = req.version();
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()
@@ -336,9 +380,15 @@ impl TestUpstream {
                                 .unwrap_or_default();
                             log.lock().unwrap().push(Recorded {
                                 method: parts.method.to_string(),
-                                target: parts.uri.to_string(),
+                                target: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
                                 headers: parts.headers,
                                 body: body.clone(),
+                                version,
+                                sni,
+                                client_cert,
                             });
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
