@@ -42,6 +42,17 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Time a client has to finish the TLS handshake (default 10 s).
     pub tls_handshake_timeout: Duration,
+    /// A connection on which no byte moves for this long is closed, after whatever is in
+    /// flight finishes (default 60 s).
+    pub idle_timeout: Duration,
+    /// HTTP/2 streams a client may have open on one connection (default 256).
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may reset before the server answers them, before GOAWAY
+    /// (default 64; rapid-reset protection).
+    pub h2_max_pending_resets: usize,
+    /// HTTP/2 streams the server may have to reset for protocol errors, before GOAWAY
+    /// (default 256).
+    pub h2_max_error_resets: usize,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT (default 30 s).
     pub shutdown_timeout: Duration,
 }
@@ -55,6 +66,10 @@ impl Default for ServerSettings {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            h2_max_concurrent_streams: 256,
+            h2_max_pending_resets: 64,
+            h2_max_error_resets: 256,
             shutdown_timeout: Duration::from_secs(30),
         }
     }

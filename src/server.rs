@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod idle;
+
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -19,9 +21,6 @@ use crate::config::{Config, ServerSettings};
 use crate::error::StartupError;
 use crate::http::service::{ConnInfo, handle};
 use crate::state::{AppState, Snapshot};
-
-/// HTTP/2 streams a client may have open on one connection.
-const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// A started gateway: its bound addresses and a handle to stop it.
 #[derive(Debug)]
@@ -84,8 +83,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     }
     let state = Arc::new(AppState::new(config.snapshot));
     let settings = Arc::new(config.server);
+    // One permit per open client connection: the cap, and what shutdown waits for.
     let limit = Arc::new(Semaphore::new(settings.max_connections));
-    let graceful = Arc::new(GracefulShutdown::new());
 
     let mut loops = Vec::new();
     for (listener, tls, _) in bound {
@@ -95,23 +94,21 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
             state: state.clone(),
             settings: settings.clone(),
             limit: limit.clone(),
-            graceful: graceful.clone(),
             stopped: stopped.clone(),
         };
         loops.push(tokio::spawn(accept.run()));
     }
     let shutdown_timeout = settings.shutdown_timeout;
+    let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
     let task = tokio::spawn(async move {
         let mut stopped = stopped;
         until_stopped(&mut stopped).await;
         for l in loops {
             let _ = l.await;
         }
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            warn!("connections still referenced at shutdown");
-            return;
-        };
-        if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+        // Every connection has been asked to finish; they are all gone when every permit is
+        // back.
+        if tokio::time::timeout(shutdown_timeout, limit.acquire_many(all))
             .await
             .is_err()
         {
@@ -174,7 +171,6 @@ struct AcceptLoop {
     state: Arc<AppState>,
     settings: Arc<ServerSettings>,
     limit: Arc<Semaphore>,
-    graceful: Arc<GracefulShutdown>,
     stopped: watch::Receiver<bool>,
 }
 
@@ -200,69 +196,98 @@ impl AcceptLoop {
                 _ = until_stopped(&mut self.stopped) => return,
             };
             let _ = stream.set_nodelay(true);
-            let watcher = self.graceful.watcher();
-            let builder = builder.clone();
-            let state = self.state.clone();
-            let tls = self.tls.clone();
-            let handshake_timeout = self.settings.tls_handshake_timeout;
+            let connection = Connection {
+                remote,
+                tls: self.tls.clone(),
+                settings: self.settings.clone(),
+                builder: builder.clone(),
+                state: self.state.clone(),
+                stopped: self.stopped.clone(),
+            };
             tokio::spawn(async move {
                 let _permit = permit;
-                serve_connection(
-                    stream,
-                    remote,
-                    tls,
-                    handshake_timeout,
-                    builder,
-                    state,
-                    watcher,
-                )
-                .await;
+                connection.serve(stream).await;
             });
         }
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// One client connection and what serving it needs.
+struct Connection {
     remote: SocketAddr,
     tls: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
+    settings: Arc<ServerSettings>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     state: Arc<AppState>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let conn = ConnInfo {
-        remote,
-        tls: tls.is_some(),
-    };
-    let service = service_fn(move |request| handle(state.clone(), conn, request));
-    let result = match tls {
-        None => {
-            watcher
-                .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
-                .await
+    stopped: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream) {
+        let activity = idle::Activity::new();
+        let stream = idle::Tracked::new(stream, activity.clone());
+        match self.tls.clone() {
+            None => self.serve_http(stream, activity).await,
+            Some(acceptor) => {
+                // Step 2: the handshake gets a deadline of its own.
+                let deadline = self.settings.tls_handshake_timeout;
+                match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => self.serve_http(tls, activity).await,
+                    Ok(Err(e)) => debug!(client = %self.remote, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(client = %self.remote, "TLS handshake timed out"),
+                }
+            }
         }
-        Some(acceptor) => {
-            // Step 2: the handshake gets a deadline of its own.
-            let stream =
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(client = %remote, error = %e, "TLS handshake failed");
+    }
+
+    /// Serves HTTP until the client leaves; on shutdown, or after `idle_timeout` without a
+    /// byte in either direction, asks the connection to finish what is in flight and close. A
+    /// client that sends nothing within `header_read_timeout` is dropped (the HTTP/1 vs HTTP/2
+    /// detection would otherwise wait for its first bytes without a deadline).
+    async fn serve_http<I>(self, io: I, activity: idle::Activity)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn_info = ConnInfo {
+            remote: self.remote,
+            tls: self.tls.is_some(),
+        };
+        let state = self.state.clone();
+        let service = service_fn(move |request| handle(state.clone(), conn_info, request));
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let idle_timeout = self.settings.idle_timeout;
+        let first_bytes = self.settings.header_read_timeout;
+        let every = (idle_timeout.min(first_bytes) / 4).max(Duration::from_millis(50));
+        let mut check = tokio::time::interval(every);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopped = self.stopped.clone();
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                _ = until_stopped(&mut stopped), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = check.tick(), if !closing => {
+                    if !activity.started() && activity.age() >= first_bytes {
+                        debug!(client = %self.remote, "no request within the header read timeout");
                         return;
                     }
-                    Err(_) => {
-                        debug!(client = %remote, "TLS handshake timed out");
-                        return;
+                    if activity.idle_for() >= idle_timeout {
+                        debug!(client = %self.remote, "closing idle connection");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
                     }
-                };
-            watcher
-                .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
-                .await
+                }
+            }
+        };
+        if let Err(e) = result {
+            debug!(client = %self.remote, error = %e, "connection ended with an error");
         }
-    };
-    if let Err(e) = result {
-        debug!(client = %remote, error = %e, "connection ended with an error");
     }
 }
 
@@ -280,9 +305,11 @@ fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .max_pending_accept_reset_streams(Some(64))
-        .max_local_error_reset_streams(Some(256));
+        .max_concurrent_streams(settings.h2_max_concurrent_streams)
+        // Rapid-reset (CVE-2023-44487) and error-reset floods: a client that makes the server
+        // reset more streams than this is sent GOAWAY.
+        .max_pending_accept_reset_streams(Some(settings.h2_max_pending_resets))
+        .max_local_error_reset_streams(Some(settings.h2_max_error_resets));
     builder
 }
 

@@ -198,8 +198,38 @@ fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String
         tls_handshake_timeout: s
             .tls_handshake_timeout
             .map_or(d.tls_handshake_timeout, |v| v.0),
+        idle_timeout: s.idle_timeout.map_or(d.idle_timeout, |v| v.0),
+        h2_max_concurrent_streams: s
+            .h2_max_concurrent_streams
+            .unwrap_or(d.h2_max_concurrent_streams),
+        h2_max_pending_resets: positive(
+            c,
+            "h2_max_pending_resets",
+            s.h2_max_pending_resets,
+            d.h2_max_pending_resets,
+        ),
+        h2_max_error_resets: positive(
+            c,
+            "h2_max_error_resets",
+            s.h2_max_error_resets,
+            d.h2_max_error_resets,
+        ),
         shutdown_timeout: s.shutdown_timeout.map_or(d.shutdown_timeout, |v| v.0),
     };
+    if settings.idle_timeout.is_zero() {
+        c.error(
+            None,
+            "server.idle_timeout",
+            "expected a duration greater than 0",
+        );
+    }
+    if settings.h2_max_concurrent_streams == 0 {
+        c.error(
+            None,
+            "server.h2_max_concurrent_streams",
+            "expected a number greater than 0",
+        );
+    }
     if settings.max_header_bytes < 8192 {
         c.error(
             None,

@@ -77,6 +77,10 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<Duration>,
     pub tls_handshake_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub h2_max_concurrent_streams: Option<u32>,
+    pub h2_max_pending_resets: Option<usize>,
+    pub h2_max_error_resets: Option<usize>,
     pub shutdown_timeout: Option<Duration>,
     pub access_log: Option<bool>,
     #[serde(default)]

@@ -1,0 +1,97 @@
+//! Client-side limits on real sockets: slow clients time out without holding others up, idle
+//! connections are closed (after their in-flight request), and the connection cap delays but
+//! never drops clients.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn gateway(upstream: &TestUpstream, server: &str) -> TestGateway {
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n{server}upstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n",
+        upstream.url()
+    );
+    TestGateway::start(Workdir::new(), &yaml).await
+}
+
+/// Reads until the peer closes; returns what was read and how long it took.
+async fn read_to_close(stream: &mut TcpStream, within: Duration) -> (String, Option<Duration>) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        closed.ok().map(|_| started.elapsed()),
+    )
+}
+
+#[tokio::test]
+async fn slow_clients_time_out_and_do_not_hold_others_up() {
+    let upstream = TestUpstream::start().await;
+    let gw = gateway(&upstream, "  header_read_timeout: 1s\n").await;
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(gw.addr(0)).await.unwrap();
+        s.write_all(b"GET /slow HTTP/1.1\r\nHo").await.unwrap();
+        slow.push(s);
+    }
+    // Others are served at once while the slow ones dangle.
+    for _ in 0..5 {
+        let r = client().get(gw.url(0, "/fast")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    for mut s in slow {
+        let (_, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(closed.is_some(), "a slow client was not cut off");
+    }
+    assert!(upstream.requests().iter().all(|r| r.target != "/slow"));
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_their_request_finishes() {
+    let upstream = TestUpstream::start_with_delay(Duration::from_millis(1200)).await;
+    let gw = gateway(&upstream, "  idle_timeout: 400ms\n").await;
+    let mut s = TcpStream::connect(gw.addr(0)).await.unwrap();
+    // The request waits 1.2 s on the upstream — longer than the idle timeout — and still
+    // gets its whole response; then the idle connection is closed.
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("upstream-ok 0 bytes"), "{response}");
+    assert!(closed.is_some(), "the idle connection stayed open");
+
+    // A connection that never sends anything is closed too.
+    let mut s = TcpStream::connect(gw.addr(0)).await.unwrap();
+    let (_, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(closed.is_some());
+}
+
+#[tokio::test]
+async fn the_connection_cap_delays_but_does_not_drop() {
+    let upstream = TestUpstream::start().await;
+    let gw = gateway(
+        &upstream,
+        "  max_connections: 2\n  header_read_timeout: 1s\n",
+    )
+    .await;
+    let hold: Vec<TcpStream> = vec![
+        TcpStream::connect(gw.addr(0)).await.unwrap(),
+        TcpStream::connect(gw.addr(0)).await.unwrap(),
+    ];
+    // Both slots are taken by silent clients; the next one waits in the accept queue until
+    // the header timeout frees a slot, then is served.
+    let started = Instant::now();
+    let r = client().get(gw.url(0, "/after")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the cap was not applied"
+    );
+    drop(hold);
+}
