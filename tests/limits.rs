@@ -95,3 +95,54 @@ async fn the_connection_cap_delays_but_does_not_drop() {
     );
     drop(hold);
 }
+
+/// Opens `streams` HTTP/2 streams and resets each at once, as a rapid-reset attacker does;
+/// returns whether the server closed the connection within `wait`.
+async fn rapid_reset(gw: &TestGateway, streams: usize, wait: Duration) -> bool {
+    let tcp = TcpStream::connect(gw.addr(0)).await.unwrap();
+    let (mut sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    for i in 0..streams {
+        sender = match sender.ready().await {
+            Ok(s) => s,
+            Err(_) => return true,
+        };
+        let request = http::Request::builder()
+            .uri(format!("http://x/flood/{i}"))
+            .body(())
+            .unwrap();
+        match sender.send_request(request, false) {
+            // Dropping both halves of an open stream resets it (RST_STREAM CANCEL).
+            Ok((response, stream)) => drop((response, stream)),
+            Err(_) => return true,
+        }
+    }
+    matches!(tokio::time::timeout(wait, driver).await, Ok(Ok(Err(_))))
+}
+
+/// HTTP/2 rapid reset (CVE-2023-44487): with the default limits a client that opens and resets
+/// streams as fast as it can is disconnected (here it is `h2_max_error_resets` that trips: the
+/// gateway accepts streams at once, so few are still pending when reset); with both limits
+/// raised the same client is not, so the limits are what close it; others are served.
+#[tokio::test]
+async fn http2_rapid_reset_flood_is_disconnected() {
+    let upstream = TestUpstream::start_with_delay(Duration::from_millis(200)).await;
+    // The defaults protect: no h2_* setting here.
+    let gw = gateway(&upstream, "  access_log: false\n").await;
+    assert!(
+        rapid_reset(&gw, 20_000, Duration::from_secs(5)).await,
+        "the flooding connection was not closed"
+    );
+    let r = client().get(gw.url(0, "/after")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let tolerant = gateway(
+        &upstream,
+        "  h2_max_pending_resets: 1000000\n  h2_max_error_resets: 1000000\n",
+    )
+    .await;
+    assert!(
+        !rapid_reset(&tolerant, 2_000, Duration::from_millis(500)).await,
+        "control: with the limits raised the connection stays open"
+    );
+}
