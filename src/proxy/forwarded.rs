@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -75,18 +77,22 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop) {
         headers.remove(X_FORWARDED_PROTO);
         headers.remove(X_FORWARDED_HOST);
     }
-    let _ = write!(xff, "{peer}");
+    push_ip(&mut xff, peer);
     set_text(headers, X_FORWARDED_FOR, xff);
 
     match peer {
-        IpAddr::V4(ip) => {
-            let _ = write!(forwarded, "for={ip}");
+        IpAddr::V4(_) => {
+            forwarded.push_str("for=");
+            push_ip(&mut forwarded, peer);
         }
-        IpAddr::V6(ip) => {
-            let _ = write!(forwarded, "for=\"[{ip}]\"");
+        IpAddr::V6(_) => {
+            forwarded.push_str("for=\"[");
+            push_ip(&mut forwarded, peer);
+            forwarded.push_str("]\"");
         }
     }
-    let _ = write!(forwarded, ";proto={proto}");
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
     if let Some(host) = hop.host.as_ref().and_then(|h| h.to_str().ok()) {
         forwarded.push_str(";host=");
         push_token_or_quoted(&mut forwarded, host);
@@ -164,16 +170,53 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     new_request_id()
 }
 
+/// A new id: 64 random bits drawn once per process, then a per-process counter — unique
+/// without drawing randomness per request (ids are for correlation, not secrets).
 fn new_request_id() -> HeaderValue {
-    let mut random = [0u8; 16];
-    // The system RNG only fails when the OS has none; an all-zero id is still a valid header.
-    let _ = aws_lc_rs::rand::fill(&mut random);
-    let mut text = String::with_capacity(32);
-    for b in random {
-        let _ = write!(text, "{b:02x}");
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut random = [0u8; 8];
+        // The system RNG only fails when the OS has none; the counter still keeps ids unique.
+        let _ = aws_lc_rs::rand::fill(&mut random);
+        u64::from_le_bytes(random)
+    });
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut text = [0u8; 32];
+    hex_u64(prefix, &mut text[..16]);
+    hex_u64(count, &mut text[16..]);
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
+fn hex_u64(value: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = DIGITS[((value >> (60 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Appends an address the way `Display` does, without the formatting machinery for IPv4 (the
+/// common case, once or twice per request).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push((b'0' + octet / 100) as char);
+                }
+                if octet >= 10 {
+                    out.push((b'0' + octet / 10 % 10) as char);
+                }
+                out.push((b'0' + octet % 10) as char);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +321,23 @@ mod tests {
             t.client("10.0.0.1".parse().unwrap(), &garbage).to_string(),
             "10.0.0.5"
         );
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.20.30.40",
+            "255.255.255.255",
+            "100.9.99.109",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
     }
 
     #[test]
