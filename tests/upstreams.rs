@@ -11,32 +11,25 @@ use common::*;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-fn public_route(extra: &str) -> String {
-    format!(
-        "routes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n{extra}"
-    )
+/// A gateway whose one public route goes to upstream `app`, configured by `app` (YAML lines
+/// indented four spaces).
+async fn gateway_with_app(app: &str) -> TestGateway {
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n{app}routes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n"
+    );
+    TestGateway::start(Workdir::new(), &yaml).await
 }
 
 #[tokio::test]
 async fn a_dead_target_is_ejected_and_traffic_continues_on_the_others() {
     let a = TestUpstream::start().await;
     let b = TestUpstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{a}, http://127.0.0.1:1, {b}]
-    connect_timeout: 1s
-    eject_after: 2
-    eject_for: 1m
-{routes}"#,
+    let gw = gateway_with_app(&format!(
+        "    targets: [{a}, http://127.0.0.1:1, {b}]\n    connect_timeout: 1s\n    eject_after: 2\n    eject_for: 1m\n",
         a = a.url(),
-        b = b.url(),
-        routes = public_route("")
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+        b = b.url()
+    ))
+    .await;
     // GETs without a body are retried on another target after a connect failure: none fails,
     // also before the dead target is ejected.
     for i in 0..12 {
@@ -70,12 +63,11 @@ upstreams:
 #[tokio::test]
 async fn without_retries_a_dead_target_fails_until_ejected() {
     let a = TestUpstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    targets: [{a}, http://127.0.0.1:1]\n    retries: 0\n    eject_after: 1\n    eject_for: 1m\n{routes}",
-        a = a.url(),
-        routes = public_route("")
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    let gw = gateway_with_app(&format!(
+        "    targets: [{a}, http://127.0.0.1:1]\n    retries: 0\n    eject_after: 1\n    eject_for: 1m\n",
+        a = a.url()
+    ))
+    .await;
     let mut statuses = Vec::new();
     for _ in 0..10 {
         statuses.push(
@@ -104,12 +96,11 @@ async fn without_retries_a_dead_target_fails_until_ejected() {
 #[tokio::test]
 async fn active_health_checks_keep_requests_off_a_failing_target() {
     let a = TestUpstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    targets: [{a}, http://127.0.0.1:1]\n    retries: 0\n    eject_after: 0\n    health_check:\n      path: /healthz\n      interval: 100ms\n      timeout: 1s\n{routes}",
-        a = a.url(),
-        routes = public_route("")
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    let gw = gateway_with_app(&format!(
+        "    targets: [{a}, http://127.0.0.1:1]\n    retries: 0\n    eject_after: 0\n    health_check:\n      path: /healthz\n      interval: 100ms\n      timeout: 1s\n",
+        a = a.url()
+    ))
+    .await;
     // The first check runs at start; passive ejection is off, so only the check can keep
     // requests away from the dead target.
     let a_ref = &a;
@@ -165,14 +156,13 @@ async fn https_upstream_with_private_ca_sni_and_client_certificate() {
         (false, http::Version::HTTP_11),
         (true, http::Version::HTTP_2),
     ] {
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: https://localhost:{port}\n    http2: {http2}\n    host: target\n    tls:\n      ca_file: {ca}\n      client_certificate: {cc}\n      client_key: {ck}\n{routes}",
+        let gw = gateway_with_app(&format!(
+            "    url: https://localhost:{port}\n    http2: {http2}\n    host: target\n    tls:\n      ca_file: {ca}\n      client_certificate: {cc}\n      client_key: {ck}\n",
             ca = pki.ca.display(),
             cc = pki.client_cert.display(),
-            ck = pki.client_key.display(),
-            routes = public_route("")
-        );
-        let gw = TestGateway::start(Workdir::new(), &yaml).await;
+            ck = pki.client_key.display()
+        ))
+        .await;
         let r = client().get(gw.url(0, "/secure")).send().await.unwrap();
         assert_eq!(r.status(), 200, "http2: {http2}");
         let got = upstream.requests().pop().unwrap();
@@ -195,11 +185,7 @@ async fn https_upstream_with_private_ca_sni_and_client_certificate() {
     }
     // Without the private CA the upstream's certificate is not trusted: 502, nothing served.
     let before = upstream.count();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: https://localhost:{port}\n{routes}",
-        routes = public_route("")
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    let gw = gateway_with_app(&format!("    url: https://localhost:{port}\n")).await;
     let r = client().get(gw.url(0, "/secure")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(upstream.count(), before);
