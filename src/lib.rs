@@ -4,19 +4,22 @@
 //! The request path, one module per step:
 //!
 //! ```text
-//!  1 accept: connection cap                              server.rs
+//!  1 accept: connection cap, idle / first-byte deadlines server.rs, server/idle.rs
 //!  2 TLS handshake with deadline, ALPN h2 / http/1.1     tls.rs, server.rs
-//!  3 HTTP parse with limits; one config snapshot          server.rs, state.rs
-//!    path normalised once (matched = forwarded)          routes/path.rs
-//!  4 route match: method + path; no match → 404          routes.rs, routes/matcher.rs
+//!  3 HTTP parse with limits; URI length; snapshot; id    server.rs, http/limits.rs, state.rs
+//!    host and path read once (matched = forwarded)       http/target.rs, routes/path.rs
+//!  4 route match: host + path + method, most specific    routes.rs, routes/matcher.rs
 //!  5 token extract: one Authorization, Bearer scheme     token/extract.rs
 //!  6 cheap screen: size, two dots, alg, crit, jwk/jku    token/screen.rs
 //!  7 verify: provider by iss, key by kid, claims          token/verify.rs, keys.rs
-//!  8 claim policy → allow, or 403 insufficient_scope     routes/policy.rs
-//!  9 header rewrite: hop-by-hop out, claims + X-Fwd in   proxy/headers.rs
-//! 10 forward on the pooled client, bodies streamed       proxy/forward.rs, proxy/client.rs
+//!  8 claim policy (claims, path params, headers)         routes/policy.rs
+//!  9 header rewrite: hop-by-hop out, claims, Forwarded   proxy/headers.rs, proxy/forwarded.rs
+//! 10 forward to a healthy target, body limit, retries    proxy/forward.rs, proxy/client.rs
+//!    upgrades (WebSocket) joined after a 101             proxy/upgrade.rs
 //! 11 every error → one response; one access line          http/respond.rs, http/service.rs
 //! ```
+//!
+//! `portcullis explain` (explain.rs) runs steps 3–11 through the same functions, traced.
 //!
 //! A `public` route skips steps 5–8.
 
