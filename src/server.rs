@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-mod idle;
+pub mod idle;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ServerSettings};
 use crate::error::StartupError;
-use crate::http::service::{ConnInfo, handle};
+use crate::http::service::{ConnInfo, ConnectionSlot, handle};
 use crate::state::{AppState, Snapshot};
 
 /// A started gateway: its bound addresses and a handle to stop it.
@@ -81,9 +81,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
             tokio::spawn(upstream.clone().run_health_checks(stopped.clone()));
         }
     }
-    let state = Arc::new(AppState::new(config.snapshot));
     let settings = Arc::new(config.server);
-    // One permit per open client connection: the cap, and what shutdown waits for.
+    let state = Arc::new(AppState::new(config.snapshot, settings.idle_timeout));
+    // One permit per open client connection or upgraded tunnel: the cap, and what shutdown
+    // waits for.
     let limit = Arc::new(Semaphore::new(settings.max_connections));
 
     let mut loops = Vec::new();
@@ -197,6 +198,7 @@ impl AcceptLoop {
             };
             let _ = stream.set_nodelay(true);
             let connection = Connection {
+                slot: Arc::new(ConnectionSlot::new(permit)),
                 remote,
                 tls: self.tls.clone(),
                 settings: self.settings.clone(),
@@ -204,16 +206,15 @@ impl AcceptLoop {
                 state: self.state.clone(),
                 stopped: self.stopped.clone(),
             };
-            tokio::spawn(async move {
-                let _permit = permit;
-                connection.serve(stream).await;
-            });
+            tokio::spawn(connection.serve(stream));
         }
     }
 }
 
 /// One client connection and what serving it needs.
 struct Connection {
+    /// Its permit under `max_connections`, released when the last holder drops it.
+    slot: Arc<ConnectionSlot>,
     remote: SocketAddr,
     tls: Option<TlsAcceptor>,
     settings: Arc<ServerSettings>,
@@ -251,9 +252,10 @@ impl Connection {
         let conn_info = ConnInfo {
             remote: self.remote,
             tls: self.tls.is_some(),
+            slot: self.slot.clone(),
         };
         let state = self.state.clone();
-        let service = service_fn(move |request| handle(state.clone(), conn_info, request));
+        let service = service_fn(move |request| handle(state.clone(), conn_info.clone(), request));
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -2,6 +2,7 @@
 //! loaded once per request, so a request never mixes two configs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -38,12 +39,15 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
+    /// A tunnel on which no byte moves for this long is closed (`server.idle_timeout`).
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(snapshot: Snapshot) -> Self {
+    pub fn new(snapshot: Snapshot, tunnel_idle_timeout: Duration) -> Self {
         AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
+            tunnel_idle_timeout,
         }
     }
 }

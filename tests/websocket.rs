@@ -115,3 +115,55 @@ routes:
         }
     }
 }
+
+/// An upgraded connection holds a connection slot and is closed after `idle_timeout`.
+#[tokio::test]
+async fn idle_tunnels_close_and_count_against_the_connection_cap() {
+    let echo = echo_server().await;
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  max_connections: 1\n  idle_timeout: 600ms\nupstreams:\n  echo:\n    url: http://{echo}\nroutes:\n  - name: live\n    prefix: /\n    upstream: echo\n    upgrades: [websocket]\n    policy: public\n"
+    );
+    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    let request = format!("ws://{}/live", gw.addr(0))
+        .into_client_request()
+        .unwrap();
+    let stream = TcpStream::connect(gw.addr(0)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "ping"
+    );
+
+    // The tunnel holds the only slot: another client waits until the idle tunnel is closed.
+    let started = std::time::Instant::now();
+    let other = tokio::spawn(async move {
+        let stream = TcpStream::connect(gw.addr(0)).await.unwrap();
+        let request = format!("ws://{}/live", gw.addr(0))
+            .into_client_request()
+            .unwrap();
+        let result = tokio_tungstenite::client_async(request, stream)
+            .await
+            .is_ok();
+        (result, gw)
+    });
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))),
+        "the idle tunnel was not closed: {ended:?}"
+    );
+    let (ok, _gw) = other.await.unwrap();
+    assert!(ok, "the waiting client was served once the slot was free");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "the second client did not wait for the tunnel's slot"
+    );
+}

@@ -11,6 +11,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::info;
 
 use super::ProxyBody;
@@ -25,10 +26,28 @@ use crate::state::{AppState, Snapshot};
 use crate::token::{extract, verify};
 
 /// What a connection tells each of its requests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
     pub tls: bool,
+    /// The connection's slot under `max_connections`; an upgrade moves it to its tunnel.
+    pub slot: Arc<ConnectionSlot>,
+}
+
+/// A connection's permit under the connection cap, held until the connection ends — or, when
+/// the connection is upgraded, until its tunnel ends.
+#[derive(Debug)]
+pub struct ConnectionSlot(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
+
+impl ConnectionSlot {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        ConnectionSlot(std::sync::Mutex::new(Some(permit)))
+    }
+
+    /// Takes the permit (once); the connection no longer holds it.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().ok()?.take()
+    }
 }
 
 /// What the access line reports besides method, path and status.
@@ -56,14 +75,22 @@ pub async fn handle(
         (request.uri().path().to_string(), client)
     });
     let mut outcome = Outcome::default();
-    let (mut response, reason) =
-        match pipeline(&snapshot, conn, request, request_id.clone(), &mut outcome).await {
-            Ok(response) => (response, "allowed"),
-            Err(err) => {
-                let rejection = respond::rejection(&err);
-                (respond::render(&rejection, &snapshot.realm), rejection.code)
-            }
-        };
+    let (mut response, reason) = match pipeline(
+        &state,
+        &snapshot,
+        &conn,
+        request,
+        request_id.clone(),
+        &mut outcome,
+    )
+    .await
+    {
+        Ok(response) => (response, "allowed"),
+        Err(err) => {
+            let rejection = respond::rejection(&err);
+            (respond::render(&rejection, &snapshot.realm), rejection.code)
+        }
+    };
     if let Some((path, client)) = logged {
         info!(
             target: "access",
@@ -85,8 +112,9 @@ pub async fn handle(
 }
 
 async fn pipeline(
+    state: &AppState,
     snapshot: &Snapshot,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     request: Request<Incoming>,
     request_id: HeaderValue,
     outcome: &mut Outcome,
@@ -186,11 +214,17 @@ async fn pipeline(
     let mut response =
         forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
     headers::rewrite_response(response.headers_mut());
-    if let Some((protocol, client)) = upgrade {
-        upgrade::join_if_switched(client, &mut response);
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            headers::restore_upgrade(response.headers_mut(), protocol);
-        }
+    if let Some((protocol, client)) = upgrade
+        && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+    {
+        // The connection's slot moves to the tunnel.
+        upgrade::join(
+            client,
+            &mut response,
+            conn.slot.take(),
+            state.tunnel_idle_timeout,
+        );
+        headers::restore_upgrade(response.headers_mut(), protocol);
     }
     Ok(response.map(Either::Left))
 }

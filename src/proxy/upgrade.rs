@@ -4,10 +4,15 @@
 //! CONNECT (RFC 8441) is not offered: the gateway does not advertise it, so clients use HTTP/1.1.
 
 use http::header::{CONNECTION, UPGRADE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::upgrade::OnUpgrade;
+use std::time::Duration;
+
 use hyper_util::rt::TokioIo;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
+
+use crate::server::idle::{Activity, Tracked};
 
 /// The protocol a request asks to switch to, if the route allows it: HTTP/1.1, `Connection`
 /// lists `upgrade`, and the first protocol of `Upgrade` is in `allowed` (lower-case).
@@ -37,14 +42,20 @@ fn lists_upgrade(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// When the upstream switched protocols, joins the client's and the upstream's connections in
-/// a task of their own.
-pub fn join_if_switched<B>(client: OnUpgrade, upstream: &mut Response<B>) {
-    if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return;
-    }
+/// Joins the client's and the upstream's connections after the upstream switched protocols
+/// (101), in a task of their own. The tunnel holds the client connection's slot (so it counts
+/// against `max_connections` and shutdown waits for it) and is closed after `idle_timeout`
+/// without a byte in either direction.
+pub fn join<B>(
+    client: OnUpgrade,
+    upstream: &mut Response<B>,
+    slot: Option<OwnedSemaphorePermit>,
+    idle_timeout: Duration,
+) {
     let upstream = hyper::upgrade::on(upstream);
     tokio::spawn(async move {
+        // The client connection's slot, held until the tunnel ends.
+        let _slot = slot;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
             Err(e) => {
@@ -52,10 +63,27 @@ pub fn join_if_switched<B>(client: OnUpgrade, upstream: &mut Response<B>) {
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
+        let activity = Activity::new();
+        let mut client = Tracked::new(TokioIo::new(client), activity.clone());
         let mut upstream = TokioIo::new(upstream);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            debug!(error = %e, "upgraded connection ended with an error");
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::pin!(copy);
+        let mut check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(50)));
+        loop {
+            tokio::select! {
+                result = &mut copy => {
+                    if let Err(e) = result {
+                        debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                    return;
+                }
+                _ = check.tick() => {
+                    if activity.idle_for() >= idle_timeout {
+                        debug!("closing idle upgraded connection");
+                        return;
+                    }
+                }
+            }
         }
     });
 }
