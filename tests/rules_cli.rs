@@ -233,3 +233,56 @@ fn explain_verifies_a_real_token() {
         );
     }
 }
+
+#[test]
+fn proxy_settings_are_checked_with_their_keys() {
+    let work = Workdir::new();
+    let config = work.write(
+        "gateway.yaml",
+        r#"listeners:
+  - address: 127.0.0.1:0
+server:
+  trusted_proxies: [10.0.0.0/8, not-an-address]
+  idle_timeout: 0s
+upstreams:
+  mixed:
+    targets: [http://127.0.0.1:9, https://127.0.0.1:10]
+  both:
+    url: http://127.0.0.1:9
+    targets: [http://127.0.0.1:10]
+  h2:
+    url: http://127.0.0.1:9
+    http2: true
+  broken:
+    url: http://127.0.0.1:9
+    host: "bad host"
+    health_check:
+      path: healthz
+routes:
+  - name: ws
+    prefix: /ws
+    upstream: h2
+    policy: public
+    upgrades: [websocket]
+    strip_prefix: /other
+"#,
+    );
+    let out = portcullis(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "server.trusted_proxies[1]: expected an address or CIDR",
+        "server.idle_timeout: expected a duration greater than 0",
+        "upstreams.mixed.targets[1]: every target of an upstream uses the same scheme",
+        "upstreams.both: expected url (one target) or targets",
+        "upstreams.broken.host: expected preserve, target or a host[:port]",
+        "upstreams.broken.health_check.path: expected a path such as /healthz",
+        "routes[0].upgrades (rule \"ws\"): upgrades need an HTTP/1.1 upstream",
+        "routes[0].strip_prefix (rule \"ws\"): \"/other\" is not a leading part",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}

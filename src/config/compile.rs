@@ -64,6 +64,7 @@ pub fn compile(
     let trusted_proxies = compile_trusted_proxies(&raw.server.trusted_proxies, &mut c);
     let mut routes = RouteCompiler {
         upstreams: &upstream_index,
+        upstream_list: &upstreams,
         providers: &providers,
         default_case_sensitive: raw.paths.case_sensitive.unwrap_or(true),
         default_max_body_bytes: raw.server.max_body_bytes,
@@ -826,6 +827,7 @@ fn compile_keys(
 /// Compiles the routes of the main file and of each rule file, in that order.
 struct RouteCompiler<'a> {
     upstreams: &'a HashMap<String, usize>,
+    upstream_list: &'a [Arc<Upstream>],
     providers: &'a [Provider],
     default_case_sensitive: bool,
     default_max_body_bytes: Option<u64>,
@@ -1016,6 +1018,16 @@ impl RouteCompiler<'_> {
                     format!("expected a protocol name such as websocket, found {protocol:?}"),
                 );
             }
+        }
+        let http2_upstream = upstream
+            .and_then(|i| self.upstream_list.get(i))
+            .is_some_and(|u| u.settings.http2);
+        if !r.upgrades.is_empty() && http2_upstream {
+            c.error(
+                at,
+                format!("{key}.upgrades"),
+                "upgrades need an HTTP/1.1 upstream; this route's upstream has http2: true",
+            );
         }
         if r.max_body_bytes == Some(0) {
             c.error(
