@@ -233,7 +233,10 @@ impl Connection {
                 // Step 2: the handshake gets a deadline of its own.
                 let deadline = self.settings.tls_handshake_timeout;
                 match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => self.serve_http(tls, activity).await,
+                    Ok(Ok(tls)) => {
+                        activity.restart();
+                        self.serve_http(tls, activity).await
+                    }
                     Ok(Err(e)) => debug!(client = %self.remote, error = %e, "TLS handshake failed"),
                     Err(_) => debug!(client = %self.remote, "TLS handshake timed out"),
                 }

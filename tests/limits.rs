@@ -146,3 +146,39 @@ async fn http2_rapid_reset_flood_is_disconnected() {
         "control: with the limits raised the connection stays open"
     );
 }
+
+/// Over TLS the handshake's bytes do not count as a request: a client that completes the
+/// handshake and then says nothing is dropped after `header_read_timeout`, not `idle_timeout`.
+#[tokio::test]
+async fn silent_tls_clients_are_dropped_after_the_header_timeout() {
+    portcullis::tls::install_crypto_provider();
+    let upstream = TestUpstream::start().await;
+    let work = Workdir::new();
+    let pki = pki(&work);
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificate: {}\n      private_key: {}\nserver:\n  header_read_timeout: 1s\n  idle_timeout: 1h\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n",
+        pki.cert.display(),
+        pki.key.display(),
+        upstream.url()
+    );
+    let gw = TestGateway::start(work, &yaml).await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls_pki_types::pem::PemObject::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(gw.addr(0)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a silent TLS client kept its connection");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

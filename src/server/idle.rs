@@ -14,7 +14,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Debug, Clone)]
 pub struct Activity {
     start: Instant,
+    /// Milliseconds since `start` of the last byte; 0: none since `since_ms`.
     last_ms: Arc<AtomicU64>,
+    /// Milliseconds since `start` when the current wait for a first byte began.
+    since_ms: Arc<AtomicU64>,
 }
 
 impl Activity {
@@ -22,7 +25,16 @@ impl Activity {
         Activity {
             start: Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
+            since_ms: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Starts waiting for a first byte again (after the TLS handshake, whose bytes do not
+    /// count as a request).
+    pub fn restart(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.since_ms.store(now, Ordering::Relaxed);
+        self.last_ms.store(0, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -36,15 +48,20 @@ impl Activity {
         self.last_ms.load(Ordering::Relaxed) > 0
     }
 
-    /// Time since the connection was accepted.
+    /// Time since the connection was accepted, or since `restart`.
     pub fn age(&self) -> Duration {
-        self.start.elapsed()
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.since_ms.load(Ordering::Relaxed)))
     }
 
     /// How long no byte has moved.
     pub fn idle_for(&self) -> Duration {
         let now = self.start.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+        let last = self
+            .last_ms
+            .load(Ordering::Relaxed)
+            .max(self.since_ms.load(Ordering::Relaxed));
+        Duration::from_millis(now.saturating_sub(last))
     }
 }
 
