@@ -4,6 +4,8 @@ WORKDIR /src
 # aws-lc-sys (the one crypto library) builds C code: cmake is not needed, a C compiler is.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml declares the benches, and cargo refuses a manifest whose targets are missing.
+COPY benches ./benches
 RUN cargo build --release --locked --bin portcullis
 
 FROM gcr.io/distroless/cc-debian12:nonroot
