@@ -1,5 +1,5 @@
-//! `portcullis explain`: runs one request through the same steps the gateway runs — target,
-//! route match, token extraction and verification, claim policy, header rewrite, response
+//! `portcullis explain`: runs one request through the same steps the gateway runs — URI
+//! limit, target, route match, token extraction and verification, claim policy, header rewrite, response
 //! mapping — recording what each step saw instead of forwarding. There is no second
 //! implementation of the rules: every decision below is made by the functions the request path
 //! calls.
@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::RequestError;
-use crate::http::{respond, service, target};
+use crate::http::{limits, respond, service, target};
 use crate::proxy::forwarded::{self, Hop};
 use crate::proxy::headers::{self, ForwardContext};
 use crate::routes::matcher::Score;
@@ -130,6 +130,7 @@ async fn run(
     credential: Credential,
     out: &mut Explanation,
 ) -> Result<(), RequestError> {
+    limits::check_head(uri, snapshot.max_uri_bytes)?;
     let target = target::read(uri, headers, &snapshot.paths)?;
     out.host = target.host.map(str::to_string);
     out.path = Some(target.path.to_string());
