@@ -1,8 +1,8 @@
 //! `portcullis explain`: runs one request through the same steps the gateway runs — URI
-//! limit, target, route match, token extraction and verification, claim policy, header rewrite, response
-//! mapping — recording what each step saw instead of forwarding. There is no second
-//! implementation of the rules: every decision below is made by the functions the request path
-//! calls.
+//! limit, target, route match, token extraction and verification, claim policy, header
+//! rewrite, response mapping — recording what each step saw instead of forwarding. There is no
+//! second implementation of the rules: every decision below is made by the functions the
+//! request path calls.
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
