@@ -229,12 +229,7 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     }
     println!("upstreams:");
     for u in &s.upstreams {
-        let targets: Vec<String> = u
-            .targets
-            .iter()
-            .map(|t| format!("{}://{}", u.scheme, t.authority))
-            .collect();
-        println!("  {} -> {}", u.name, targets.join(", "));
+        println!("  {} -> {}", u.name, u.describe_targets());
     }
     println!("providers:");
     for p in s.providers.list() {
@@ -257,18 +252,10 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
             Policy::Authenticated(None) => "authenticated",
             Policy::Authenticated(Some(_)) => "authenticated + claims",
         };
-        let hosts: Vec<String> = r.hosts.0.iter().map(|h| h.text()).collect();
-        let host = if hosts.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", hosts.join(","))
-        };
         println!(
-            "  {}: {host}{} {}{} -> {} [{policy}]",
+            "  {}: {} -> {} [{policy}]",
             r.name,
-            r.methods.describe(),
-            r.path,
-            if r.case_sensitive { "" } else { " (any case)" },
+            r.describe_match(),
             s.upstreams[r.upstream].name
         );
     }

@@ -4,7 +4,7 @@
 //! second implementation of the rules: every decision below is made by the functions the
 //! request path calls.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -252,12 +252,11 @@ async fn run(
     }
     let upstream = &snapshot.upstreams[route.upstream];
     let sent = service::upstream_path(route, &target.path);
-    let targets: Vec<String> = upstream
-        .targets
-        .iter()
-        .map(|t| format!("{}://{}", upstream.scheme, t.authority))
-        .collect();
-    out.upstream = Some(format!("{} ({})", upstream.name, targets.join(", ")));
+    out.upstream = Some(format!(
+        "{} ({})",
+        upstream.name,
+        upstream.describe_targets()
+    ));
     out.detail = format!("forwarded to upstream {} as {sent}", upstream.name);
     Ok(())
 }
@@ -294,19 +293,10 @@ fn describe_candidate(
             ("outranked", why)
         }
     };
-    let hosts: Vec<String> = route.hosts.0.iter().map(|h| h.text()).collect();
-    let mut matcher = String::new();
-    if !hosts.is_empty() {
-        let _ = write!(matcher, "{} ", hosts.join(","));
-    }
-    let _ = write!(matcher, "{} {}", route.methods.describe(), route.path);
-    if !route.case_sensitive {
-        matcher.push_str(" (any case)");
-    }
     RouteSeen {
         name: route.name.to_string(),
         at: format!("{}:{}", route.origin.file.display(), route.origin.line),
-        matcher,
+        matcher: route.describe_match(),
         verdict,
         note,
     }

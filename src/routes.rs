@@ -74,6 +74,22 @@ pub struct Route {
 }
 
 impl Route {
+    /// What the route matches, as `check` and `explain` print it:
+    /// `api.example.com GET,HEAD /users/{id} (any case)`.
+    pub fn describe_match(&self) -> String {
+        let mut out = String::new();
+        let hosts: Vec<String> = self.hosts.0.iter().map(|h| h.text()).collect();
+        if !hosts.is_empty() {
+            out.push_str(&hosts.join(","));
+            out.push(' ');
+        }
+        out.push_str(&format!("{} {}", self.methods.describe(), self.path));
+        if !self.case_sensitive {
+            out.push_str(" (any case)");
+        }
+        out
+    }
+
     /// The route's score for `host` and `path` (method aside), if both match.
     pub fn score(&self, host: Option<&str>, path: &str) -> Option<Score> {
         let host = self.hosts.score(host)?;

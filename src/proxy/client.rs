@@ -176,6 +176,16 @@ impl Upstream {
         }
     }
 
+    /// `http://a:1, http://b:2`.
+    pub fn describe_targets(&self) -> String {
+        let targets: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| format!("{}://{}", self.scheme, t.authority))
+            .collect();
+        targets.join(", ")
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
