@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use http::header::HOST;
-use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Uri};
 
 use crate::error::RequestError;
@@ -64,18 +63,46 @@ pub fn read<'r>(
     })
 }
 
+/// The host of a `Host` value (`host[:port]`, `[v6][:port]`), borrowed from it: parsed in
+/// place on every request rather than copied into an `Authority`. A name is letters, digits
+/// and `-._~`; an IPv6 literal is hex digits, `:` and `.` in brackets; a port is 1–5 digits.
 fn host_of(value: &[u8]) -> Result<&str, RequestError> {
-    let authority =
-        Authority::try_from(value).map_err(|_| RequestError::BadHost("invalid Host header"))?;
-    if authority.as_str().contains('@') {
-        return Err(RequestError::BadHost("invalid Host header"));
+    let invalid = || RequestError::BadHost("invalid Host header");
+    let (host, port) = if value.first() == Some(&b'[') {
+        let end = value.iter().position(|&b| b == b']').ok_or_else(invalid)?;
+        let literal = &value[1..end];
+        let valid = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !valid {
+            return Err(invalid());
+        }
+        let rest = &value[end + 1..];
+        match rest.split_first() {
+            None => (&value[..=end], None),
+            Some((b':', port)) => (&value[..=end], Some(port)),
+            Some(_) => return Err(invalid()),
+        }
+    } else {
+        let (host, port) = match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        };
+        let valid = !host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        if !valid {
+            return Err(invalid());
+        }
+        (host, port)
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit)) {
+        return Err(invalid());
     }
-    // Without userinfo the host is the head of the text; borrow it instead of copying.
-    let text =
-        std::str::from_utf8(value).map_err(|_| RequestError::BadHost("invalid Host header"))?;
-    let host = text
-        .get(..authority.host().len())
-        .ok_or(RequestError::BadHost("invalid Host header"))?;
+    // Only ASCII passed the checks above.
+    let host = std::str::from_utf8(host).map_err(|_| invalid())?;
     Ok(trim_dot(host))
 }
 
@@ -112,6 +139,13 @@ mod tests {
             ("/x", &["a.example.com", "b.example.com"], Err(())),
             ("/x", &["user@api.example.com"], Err(())),
             ("/x", &["bad host"], Err(())),
+            ("/x", &["api.example.com:"], Err(())),
+            ("/x", &["api.example.com:80x"], Err(())),
+            ("/x", &["[::1"], Err(())),
+            ("/x", &["[::1]x"], Err(())),
+            ("/x", &["[zz]:80"], Err(())),
+            ("/x", &[""], Err(())),
+            ("/x", &["[2001:db8::1]"], Ok(Some("[2001:db8::1]"))),
             ("http://api.example.com/x", &[], Ok(Some("api.example.com"))),
             (
                 "http://api.example.com:80/x",
