@@ -223,18 +223,13 @@ fn claim_types(routes: &[Route], c: &mut Collector) {
         }
     }
     for (claim, uses) in &seen {
+        // Two different value types, or "several values" against "one value".
         let clash = |a: Expect, b: Expect| {
             use Expect::*;
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
             matches!(
-                (a, b),
-                (Number, String)
-                    | (Number, Bool)
-                    | (String, Bool)
-                    | (Array, Scalar)
-                    | (String, Number)
-                    | (Bool, Number)
-                    | (Bool, String)
-                    | (Scalar, Array)
+                (low, high),
+                (Number, String) | (Number, Bool) | (String, Bool) | (Array, Scalar)
             )
         };
         let Some((i, j)) = uses.iter().enumerate().find_map(|(i, a)| {
