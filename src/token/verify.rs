@@ -99,9 +99,9 @@ pub async fn verify(
     max_bytes: usize,
 ) -> Result<Verified, TokenError> {
     let now = unix_now();
-    let digest = cache.map(|_| TokenCache::digest(token));
-    if let (Some(cache), Some(digest)) = (cache, &digest)
-        && let Some(hit) = cache.get(digest, now)
+    let key = cache.map(|c| c.key(token));
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && let Some(hit) = cache.get(key, now)
     {
         if allowed.is_some_and(|a| !a.contains(&hit.provider)) {
             return Err(TokenError::UnknownIssuer);
@@ -133,8 +133,8 @@ pub async fn verify(
         }
         other => other.map_err(|f| f.error)?,
     };
-    if let (Some(cache), Some(digest)) = (cache, digest) {
-        cache.insert(digest, token.len(), &verified, now);
+    if let (Some(cache), Some(key)) = (cache, key) {
+        cache.insert(key, token.len(), &verified, now);
     }
     Ok(verified)
 }
