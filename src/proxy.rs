@@ -5,4 +5,5 @@ pub mod client;
 pub mod forward;
 pub mod forwarded;
 pub mod headers;
+pub mod pool;
 pub mod upgrade;

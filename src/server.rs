@@ -80,6 +80,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         if upstream.settings.health_check.is_some() {
             tokio::spawn(upstream.clone().run_health_checks(stopped.clone()));
         }
+        tokio::spawn(upstream.clone().close_idle_connections(stopped.clone()));
     }
     let settings = Arc::new(config.server);
     let state = Arc::new(AppState::new(config.snapshot, settings.idle_timeout));

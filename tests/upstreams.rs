@@ -240,3 +240,174 @@ routes:
         );
     }
 }
+
+/// A raw HTTP/1.1 upstream that counts its connections. It answers every request `200 ok`
+/// (keep-alive) and, when `close_after_answer`, closes the connection right after answering
+/// without saying so, as upstreams with short keep-alive timeouts do.
+struct CountingUpstream {
+    url: String,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingUpstream {
+    async fn start(close_after_answer: bool) -> CountingUpstream {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (a, o) = (accepted.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
+                let o = o.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    'conn: loop {
+                        // One request: head, then Content-Length bytes of body.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break 'conn,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < head_end + length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break 'conn,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + length);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() || close_after_answer {
+                            break;
+                        }
+                    }
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        CountingUpstream {
+            url,
+            accepted,
+            open,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
+    let up = CountingUpstream::start(false).await;
+    let gw = gateway_with_app(&format!(
+        "    url: {}\n    pool_idle_timeout: 300ms\n",
+        up.url
+    ))
+    .await;
+    for i in 0..20 {
+        let r = client()
+            .get(gw.url(0, &format!("/seq/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(up.accepted(), 1, "one upstream connection serves them all");
+    // Concurrent requests each need a connection; afterwards they are all reused.
+    let burst = |tag: &'static str| {
+        let urls: Vec<String> = (0..6).map(|i| gw.url(0, &format!("/{tag}/{i}"))).collect();
+        async move {
+            let all = urls
+                .into_iter()
+                .map(|u| async move { client().get(u).send().await.unwrap().status() });
+            futures_util::future::join_all(all).await
+        }
+    };
+    assert!(burst("a").await.iter().all(|s| *s == 200));
+    let after_first = up.accepted();
+    assert!((2..=7).contains(&after_first), "{after_first}");
+    for i in 0..10 {
+        let r = client()
+            .get(gw.url(0, &format!("/again/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(up.accepted(), after_first, "pooled connections are reused");
+    // Idle past pool_idle_timeout: the gateway closes them all.
+    assert_eventually(
+        Duration::from_secs(5),
+        "idle connections closed",
+        || async { up.open() == 0 },
+    )
+    .await;
+    let r = client().get(gw.url(0, "/later")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.accepted(), after_first + 1);
+}
+
+#[tokio::test]
+async fn an_upstream_closing_each_connection_after_answering_loses_no_request() {
+    let up = CountingUpstream::start(true).await;
+    let gw = gateway_with_app(&format!("    url: {}\n", up.url)).await;
+    for i in 0..30 {
+        let r = if i % 2 == 0 {
+            client().get(gw.url(0, &format!("/get/{i}"))).send().await
+        } else {
+            client()
+                .post(gw.url(0, &format!("/post/{i}")))
+                .body("payload")
+                .send()
+                .await
+        }
+        .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    assert_eq!(up.accepted(), 30, "a closed connection is never reused");
+}
+
+#[tokio::test]
+async fn a_pool_without_idle_connections_opens_one_per_request() {
+    let up = CountingUpstream::start(false).await;
+    let gw = gateway_with_app(&format!(
+        "    url: {}\n    pool_max_idle_per_host: 0\n",
+        up.url
+    ))
+    .await;
+    for i in 0..5 {
+        let r = client()
+            .get(gw.url(0, &format!("/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(up.accepted(), 5);
+    assert_eventually(
+        Duration::from_secs(5),
+        "unpooled connections closed",
+        || async { up.open() == 0 },
+    )
+    .await;
+}

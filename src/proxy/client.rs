@@ -1,18 +1,17 @@
-//! The pooled upstream client, one per configured upstream: its targets, how one is picked,
-//! which are ejected after connect failures, and its timeouts.
+//! The upstream client, one per configured upstream: its targets (each with its connection
+//! pool), how one is picked, which are ejected after connect failures, and its timeouts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::warn;
 
+use super::pool::{Connector, Pool, SendError};
 use crate::http::limits::RequestBody;
 
 /// How a target is chosen for each request.
@@ -96,20 +95,22 @@ pub struct Target {
     pub authority: Authority,
     /// `host:port` as a `Host` value.
     pub host: HeaderValue,
+    /// `scheme://host:port/`: where the connector connects.
+    address: Uri,
+    pool: Arc<Pool>,
     outstanding: AtomicUsize,
     failures: AtomicU32,
     /// Milliseconds since the upstream's epoch until which the target is skipped.
     ejected_until: AtomicU64,
 }
 
-/// A named upstream: its targets and the pooled client that reaches them.
-#[derive(Debug)]
+/// A named upstream: its targets and the connector that reaches them.
 pub struct Upstream {
     pub name: Arc<str>,
     pub scheme: Scheme,
     pub targets: Vec<Target>,
     pub settings: UpstreamSettings,
-    pub client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    connector: Connector,
     next: AtomicUsize,
     epoch: Instant,
 }
@@ -121,6 +122,16 @@ pub struct InFlight<'u>(&'u Target);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -147,18 +158,21 @@ impl Upstream {
         } else {
             builder.enable_http1().wrap_connector(http)
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .http2_only(settings.http2)
-            .build(connector);
         let targets = authorities
             .into_iter()
             .map(|authority| Target {
                 host: HeaderValue::from_str(authority.as_str())
                     .unwrap_or(HeaderValue::from_static("localhost")),
+                address: Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .unwrap_or_default(),
+                pool: Arc::new(Pool::new(
+                    settings.pool_max_idle_per_host,
+                    settings.pool_idle_timeout,
+                )),
                 authority,
                 outstanding: AtomicUsize::new(0),
                 failures: AtomicU32::new(0),
@@ -170,10 +184,54 @@ impl Upstream {
             scheme,
             targets,
             settings,
-            client,
+            connector,
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
+    }
+
+    /// Sends `request` to target `i` over its pool. HTTP/1.1 requests carry an origin-form URI
+    /// and a `Host` header, HTTP/2 ones an absolute URI.
+    pub async fn send(
+        &self,
+        i: usize,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let target = &self.targets[i];
+        target
+            .pool
+            .send(
+                &self.connector,
+                &target.address,
+                self.settings.http2,
+                request,
+            )
+            .await
+    }
+
+    /// Closes idle pooled connections once they pass `pool_idle_timeout`, until `stop`.
+    pub async fn close_idle_connections(
+        self: Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let every = (self.settings.pool_idle_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(15));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            for target in &self.targets {
+                target.pool.close_expired();
+            }
+        }
+    }
+
+    /// Idle pooled connections to target `i`.
+    pub fn idle_connections(&self, i: usize) -> usize {
+        self.targets[i].pool.idle_count()
     }
 
     /// `http://a:1, http://b:2`.
@@ -279,21 +337,24 @@ impl Upstream {
     }
 
     async fn probe(&self, i: usize, check: &HealthCheck) -> bool {
-        let uri = http::Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.targets[i].authority.clone())
-            .path_and_query(check.path.clone())
-            .build();
-        let Ok(uri) = uri else { return false };
-        let mut request = http::Request::new(RequestBody::Empty);
-        *request.uri_mut() = uri;
+        let target = &self.targets[i];
+        let mut request = Request::new(RequestBody::Empty);
         if self.settings.http2 {
+            let uri = Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(target.authority.clone())
+                .path_and_query(check.path.clone())
+                .build();
+            let Ok(uri) = uri else { return false };
+            *request.uri_mut() = uri;
             *request.version_mut() = http::Version::HTTP_2;
+        } else {
+            *request.uri_mut() = Uri::from(check.path.clone());
         }
         request
             .headers_mut()
-            .insert(http::header::HOST, self.targets[i].host.clone());
-        match tokio::time::timeout(check.timeout, self.client.request(request)).await {
+            .insert(http::header::HOST, target.host.clone());
+        match tokio::time::timeout(check.timeout, self.send(i, request)).await {
             Ok(Ok(response)) => response.status().is_success(),
             _ => false,
         }

@@ -1,5 +1,5 @@
-//! Step 10: send the request to one of the upstream's targets on the pooled client and wait,
-//! bounded, for its head. A connect failure of an idempotent request without a body is tried
+//! Step 10: send the request to one of the upstream's targets over its connection pool and
+//! wait, bounded, for its head. A connect failure of an idempotent request without a body is tried
 //! again on another target; nothing else is retried.
 
 use http::header::HOST;
@@ -8,6 +8,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::{Body, Incoming};
 
 use super::client::{HostRewrite, Upstream};
+use super::pool::SendError;
 use crate::error::{RequestError, UpstreamError};
 use crate::http::limits::{BodyFault, RequestBody, body_fault};
 
@@ -29,7 +30,8 @@ pub async fn forward(
     } else {
         1
     };
-    parts.version = if upstream.settings.http2 {
+    let http2 = upstream.settings.http2;
+    parts.version = if http2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11
@@ -39,18 +41,24 @@ pub async fn forward(
     for attempt in 1..=attempts {
         let i = upstream.pick(avoid);
         let target = &upstream.targets[i];
-        let uri = Uri::builder()
-            .scheme(upstream.scheme.clone())
-            .authority(target.authority.clone())
-            .path_and_query(path_and_query.clone())
-            .build()
-            .map_err(|_| UpstreamError::Protocol)?;
+        // HTTP/1.1 gets origin-form (`/path?query`), HTTP/2 the absolute URI it takes
+        // `:scheme` and `:authority` from.
+        let uri = if http2 {
+            Uri::builder()
+                .scheme(upstream.scheme.clone())
+                .authority(target.authority.clone())
+                .path_and_query(path_and_query.clone())
+                .build()
+                .map_err(|_| UpstreamError::Protocol)?
+        } else {
+            Uri::from(path_and_query.clone())
+        };
         let mut headers = if attempt < attempts {
             parts.headers.clone()
         } else {
             std::mem::take(&mut parts.headers)
         };
-        set_host(&mut headers, &upstream.settings.host, &target.host);
+        set_host(&mut headers, &upstream.settings.host, &target.host, http2);
         let mut outgoing = Request::new(body.take().unwrap_or(RequestBody::Empty));
         *outgoing.method_mut() = parts.method.clone();
         *outgoing.uri_mut() = uri;
@@ -62,7 +70,7 @@ pub async fn forward(
         let _in_flight = upstream.begin(i);
         let result = tokio::time::timeout(
             upstream.settings.response_timeout,
-            upstream.client.request(outgoing),
+            upstream.send(i, outgoing),
         )
         .await;
         match result {
@@ -71,14 +79,14 @@ pub async fn forward(
                 upstream.succeeded(i);
                 return Ok(response);
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(SendError::Connect)) => {
                 upstream.failed(i);
                 if attempt == attempts {
                     return Err(UpstreamError::Connect.into());
                 }
                 avoid = Some(i);
             }
-            Ok(Err(e)) => {
+            Ok(Err(SendError::Request(e))) => {
                 return match body_fault(&e) {
                     Some(BodyFault::TooLarge) => Err(RequestError::BodyTooLarge),
                     Some(BodyFault::Broken) => Err(RequestError::BadBody),
@@ -98,9 +106,20 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-fn set_host(headers: &mut HeaderMap, rewrite: &HostRewrite, target: &http::HeaderValue) {
+/// Sets `Host` as the upstream's `host` setting says. An HTTP/1.1 request must have one: when
+/// the client sent none (HTTP/2 clients send `:authority`), the target's is used.
+fn set_host(
+    headers: &mut HeaderMap,
+    rewrite: &HostRewrite,
+    target: &http::HeaderValue,
+    http2: bool,
+) {
     match rewrite {
-        HostRewrite::Preserve => {}
+        HostRewrite::Preserve => {
+            if !http2 && !headers.contains_key(HOST) {
+                headers.insert(HOST, target.clone());
+            }
+        }
         HostRewrite::Target => {
             headers.insert(HOST, target.clone());
         }
