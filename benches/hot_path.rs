@@ -202,6 +202,30 @@ fn bench_cache_hit(c: &mut Criterion) {
     });
 }
 
+/// A token whose `kid` no key set has (the unknown-kid flood), refused by `verify`.
+fn bench_unknown_kid(c: &mut Criterion) {
+    let key = TestKey::rsa("rsa-1");
+    let providers = provider(vec![verify_key(&key)], vec![Algorithm::RS256]);
+    let cache = TokenCache::new(TokenCacheSettings::default()).unwrap();
+    let token = mint(&TestKey::rsa("made-up"), "RS256", &claims_for_bench());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    c.bench_function("unknown_kid_refusal", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(verify(
+                    black_box(&token),
+                    &providers,
+                    Some(&cache),
+                    None,
+                    8192,
+                ))
+                .unwrap_err()
+        })
+    });
+}
+
 fn route(i: usize) -> Route {
     route_with(i, PathMatcher::prefix(&format!("/service-{i}/api")))
 }
@@ -357,6 +381,7 @@ criterion_group!(
     benches,
     bench_screen,
     bench_verify,
+    bench_unknown_kid,
     bench_signature,
     bench_cache_hit,
     bench_route_match,

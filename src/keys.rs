@@ -213,6 +213,11 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// Whether a key has this `kid`.
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
     /// The keys to try for a token: the one with its `kid`, which must fit `alg`; without a kid,
     /// the first few keys that fit `alg`.
     pub fn candidates(

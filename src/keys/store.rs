@@ -129,6 +129,14 @@ impl ProviderKeys {
         self.remote.is_some()
     }
 
+    /// Whether a token with an unknown `kid` could make these keys be fetched again now (remote
+    /// keys, outside the cooldown or with a fetch in flight); read without any lock.
+    pub fn may_refetch_for_unknown_kid(&self) -> bool {
+        self.remote.as_ref().is_some_and(|remote| {
+            remote.in_flight.load(Ordering::Acquire) || !remote.within_cooldown()
+        })
+    }
+
     pub fn remote_settings(&self) -> Option<&RemoteSettings> {
         self.remote.as_ref().map(|r| &r.settings)
     }

@@ -60,10 +60,24 @@ struct RawHeader {
     x5c: Option<IgnoredAny>,
 }
 
+/// A token whose form and header passed the screen; its payload is not read yet.
+#[derive(Debug)]
+pub struct ScreenedHeader<'a> {
+    pub header: UnverifiedHeader,
+    payload_b64: &'a str,
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
 /// Screens a compact JWS: size, exactly two dots, base64url parts, a JSON header with a known
 /// `alg` that is not `none`, no `crit` (no extension is understood), no embedded or remote key,
 /// and a JSON object payload.
 pub fn screen(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, TokenError> {
+    screen_header(token, max_bytes)?.read_claims()
+}
+
+/// The first half of [`screen`]: everything but the payload, which costs the most to read.
+pub fn screen_header(token: &str, max_bytes: usize) -> Result<ScreenedHeader<'_>, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::Oversize);
     }
@@ -97,17 +111,29 @@ pub fn screen(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Toke
     if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
         return Err(TokenError::EmbeddedKey);
     }
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|_| TokenError::BadPayload)?;
-    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadPayload)?;
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    Ok(UnverifiedToken {
+    Ok(ScreenedHeader {
         header: UnverifiedHeader { alg, kid: raw.kid },
-        signing_input,
+        payload_b64,
+        signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
         signature,
-        claims,
     })
+}
+
+impl<'a> ScreenedHeader<'a> {
+    /// The second half of [`screen`]: decodes and parses the payload (a JSON object).
+    pub fn read_claims(self) -> Result<UnverifiedToken<'a>, TokenError> {
+        let payload = URL_SAFE_NO_PAD
+            .decode(self.payload_b64)
+            .map_err(|_| TokenError::BadPayload)?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::BadPayload)?;
+        Ok(UnverifiedToken {
+            header: self.header,
+            signing_input: self.signing_input,
+            signature: self.signature,
+            claims,
+        })
+    }
 }
 
 /// Whether every byte is base64url or `.`, and how many `.` there are. Written for vector

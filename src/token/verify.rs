@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::Claims;
 use super::cache::TokenCache;
-use super::screen::{UnverifiedToken, screen};
+use super::screen::{UnverifiedToken, screen_header};
 use crate::error::TokenError;
 use crate::keys::store::ProviderKeys;
 use crate::keys::{KeyMiss, KeySet};
@@ -56,6 +56,21 @@ impl Providers {
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.list.iter().position(|p| &*p.name == name)
+    }
+
+    /// Whether no provider a route accepts (`allowed`; `None`: all) has a key named `kid`, while
+    /// none of them may fetch its keys again now and all have keys: such a token cannot
+    /// verify, whatever its payload says.
+    fn nobody_knows(&self, kid: &str, allowed: Option<&[usize]>) -> bool {
+        // A provider without keys (none loaded yet) answers "keys unavailable" on the full path.
+        let knows = |p: &Provider| {
+            let keys = p.keys.snapshot();
+            keys.set.is_empty() || keys.set.knows_kid(kid) || p.keys.may_refetch_for_unknown_kid()
+        };
+        match allowed {
+            None => !self.list.iter().any(knows),
+            Some(allowed) => !allowed.iter().any(|&i| knows(&self.list[i])),
+        }
     }
 }
 
@@ -148,7 +163,16 @@ pub fn verify_once(
     max_bytes: usize,
     now: f64,
 ) -> Result<Verified, Failure> {
-    let unverified = screen(token, max_bytes)?;
+    let screened = screen_header(token, max_bytes)?;
+    // A made-up kid is refused before the payload is decoded and parsed (the costly half of
+    // the screen): a flood of them costs little. Outside the cooldown it takes the full path,
+    // which may fetch the keys again.
+    if let Some(kid) = &screened.header.kid
+        && providers.nobody_knows(kid, allowed)
+    {
+        return Err(TokenError::UnknownKey.into());
+    }
+    let unverified = screened.read_claims()?;
     let index = *providers
         .by_issuer
         .get(unverified.issuer_hint()?)
@@ -264,6 +288,7 @@ fn numeric_date(claims: &Claims, name: &str) -> Result<Option<f64>, TokenError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::VerifyKey;
     use serde_json::json;
 
     fn provider() -> Provider {
@@ -334,5 +359,70 @@ mod tests {
         );
         let refuse_from = check_claims(&with(json!({})), &provider(), now as f64);
         assert_eq!(refuse_from, Ok((now + 330) as f64), "exp + leeway");
+    }
+
+    #[test]
+    fn made_up_kids_are_refused_before_the_payload_is_read() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let token = |header: &str, payload: &str| format!("{}.{}.c2ln", b64(header), b64(payload));
+        let with_keys = |keys: Vec<VerifyKey>| {
+            let mut p = provider();
+            p.algorithms = vec![Algorithm::HS256];
+            p.keys = Arc::new(ProviderKeys::local(keys));
+            Providers::new(vec![p])
+        };
+        let known = with_keys(vec![VerifyKey::secret(
+            b"0123456789abcdef0123456789abcdef",
+            Some("k1".into()),
+        )]);
+        let empty = with_keys(Vec::new());
+        let garbage = "not json";
+        let claims = r#"{"iss":"https://id.example","aud":"api","exp":9999999999}"#;
+        let cases: &[(&Providers, String, TokenError)] = &[
+            // Unknown kid: refused whatever the payload holds.
+            (
+                &known,
+                token(r#"{"alg":"HS256","kid":"made-up"}"#, garbage),
+                TokenError::UnknownKey,
+            ),
+            (
+                &known,
+                token(r#"{"alg":"HS256","kid":"made-up"}"#, claims),
+                TokenError::UnknownKey,
+            ),
+            // Known kid: the payload is read and judged.
+            (
+                &known,
+                token(r#"{"alg":"HS256","kid":"k1"}"#, garbage),
+                TokenError::BadPayload,
+            ),
+            (
+                &known,
+                token(r#"{"alg":"HS256","kid":"k1"}"#, claims),
+                TokenError::BadSignature,
+            ),
+            // No kid: the full path.
+            (
+                &known,
+                token(r#"{"alg":"HS256"}"#, garbage),
+                TokenError::BadPayload,
+            ),
+            // No keys loaded: "unavailable", not "unknown".
+            (
+                &empty,
+                token(r#"{"alg":"HS256","kid":"made-up"}"#, claims),
+                TokenError::KeysUnavailable,
+            ),
+        ];
+        for (providers, tok, want) in cases {
+            let got = verify_once(tok, providers, None, 8192, 1_000_000.0).map(|_| ());
+            assert_eq!(got.map_err(|f| f.error), Err(*want), "{tok}");
+        }
+        // A route that accepts no provider with that kid refuses it too.
+        let tok = token(r#"{"alg":"HS256","kid":"k1"}"#, claims);
+        let got = verify_once(&tok, &known, Some(&[]), 8192, 1_000_000.0).map(|_| ());
+        assert_eq!(got.map_err(|f| f.error), Err(TokenError::UnknownKey));
     }
 }
