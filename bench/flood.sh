@@ -54,8 +54,10 @@ listeners:
 server:
   workers: 1
   access_log: false
+  # One entry: the pool's tokens never hit (see adapter.sh), so every valid request is a full
+  # verification, the worst case for the flood.
   token_cache:
-    max_entries: 100
+    max_entries: 1
 upstreams:
   app:
     url: http://127.0.0.1:$up

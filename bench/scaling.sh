@@ -3,6 +3,8 @@
 # full verification), wrk and an nginx upstream on the same machine. Uses the keys and token
 # pools made by ../shared/bench/setup.sh. On a 2-core machine the load generator and upstream
 # share the cores with the gateway, so the 2-worker figure understates real scaling.
+# Reports req/s and the gateway's CPU time per request (the figure that compares runtime
+# shapes on a machine this small). PORTCULLIS_BIN picks another build.
 # Usage: bench/scaling.sh   (after cargo build --release)
 set -euo pipefail
 work="${BENCH_WORK:-${TMPDIR:-/tmp}/gateway-bench}"
@@ -31,7 +33,7 @@ server:
   workers: $workers
   access_log: false
   token_cache:
-    max_entries: ${CACHE_ENTRIES:-100}
+    max_entries: ${CACHE_ENTRIES:-1}
 upstreams:
   app:
     url: http://127.0.0.1:$up
@@ -47,11 +49,19 @@ routes:
     upstream: app
     require: { claim: roles, contains: admin }
 YAML
-  RUST_LOG=warn target/release/portcullis run --config "$state/gw.yaml" &
+  RUST_LOG=warn "${PORTCULLIS_BIN:-target/release/portcullis}" run --config "$state/gw.yaml" &
   pid=$!
   sleep 1
   wrk -t 2 -c 64 -d 3s -s "$lua" "http://127.0.0.1:$gw/api/bench" -- "$work/tokens/rs256.pool" >/dev/null
-  rps=$(wrk -t 2 -c 64 -d 10s -s "$lua" "http://127.0.0.1:$gw/api/bench" -- "$work/tokens/rs256.pool" | sed -n 's/^Requests\/sec: *//p')
-  echo "workers=$workers  unique RS256 tokens: $rps req/s"
+  # CPU time of the gateway (user + system, clock ticks) around the measured run.
+  ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+  before=$(ticks)
+  out=$(wrk -t 2 -c 64 -d 10s -s "$lua" "http://127.0.0.1:$gw/api/bench" -- "$work/tokens/rs256.pool")
+  after=$(ticks)
+  requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$out")
+  rps=$(sed -n 's/^Requests\/sec: *//p' <<<"$out")
+  hz=$(getconf CLK_TCK)
+  cpu_us=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  echo "workers=$workers  unique RS256 tokens: $rps req/s, gateway CPU $cpu_us us/request"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done

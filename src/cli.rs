@@ -115,7 +115,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Run { config } => {
             let config = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             print_warnings(&config);
-            let runtime = runtime(config.server.workers)?;
+            let runtime = runtime()?;
             runtime.block_on(async {
                 let gateway = server::start(config).await?;
                 gateway.run_until_signal().await;
@@ -128,7 +128,7 @@ pub fn main() -> Result<ExitCode> {
             echo_addr,
             signing_key,
         } => {
-            let runtime = runtime(None)?;
+            let runtime = runtime()?;
             runtime.block_on(run_demo(&config, echo_addr, &signing_key))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -148,16 +148,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
-    let mut builder = if workers == Some(1) {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    if let Some(n) = workers.filter(|n| *n > 1) {
-        builder.worker_threads(n);
-    }
-    builder
+/// The main thread's runtime: single-threaded; `server::start` adds one thread with a runtime of
+/// its own per further worker.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot build the async runtime")
@@ -324,7 +318,7 @@ fn explain(
             _ => anyhow::bail!("--claims: expected a JSON object such as '{{\"sub\":\"alice\"}}'"),
         },
     };
-    let runtime = runtime(Some(1))?;
+    let runtime = runtime()?;
     let explanation = runtime.block_on(async {
         let snapshot = &config.snapshot;
         if token.is_some() {

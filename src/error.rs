@@ -99,6 +99,8 @@ pub enum UpstreamError {
 pub enum StartupError {
     #[error("configuration is invalid:\n{0}")]
     Config(#[from] crate::config::ConfigErrors),
+    #[error("cannot start a worker thread: {0}")]
+    Worker(#[source] std::io::Error),
     #[error("cannot bind listener {address}: {source}")]
     Bind {
         address: std::net::SocketAddr,

@@ -1,7 +1,7 @@
 //! Steps 1–2: bind, accept under a connection cap, TLS handshake with a deadline, serve HTTP/1.1
 //! and HTTP/2 with limits, and shut down gracefully.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -53,27 +53,36 @@ impl RunningGateway {
     }
 }
 
-/// Binds every listener of `config` and starts serving.
+/// Binds every listener of `config` and starts serving: on the calling runtime and on
+/// `workers - 1` threads with a single-threaded runtime each (a worker serves its connections
+/// from accept to close, with no scheduler shared with the others).
 pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     crate::tls::install_crypto_provider();
     crate::keys::source::crypto_self_test().map_err(StartupError::CryptoSelfTest)?;
-    let mut bound = Vec::new();
+    let workers = config
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Step 1: one listening socket per listener and worker; with several workers they share
+    // the port (SO_REUSEPORT) and the kernel spreads new connections over them.
+    let mut sockets: Vec<Vec<(StdListener, Option<TlsAcceptor>)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut addresses = Vec::new();
     for spec in &config.listeners {
-        let listener =
-            TcpListener::bind(spec.address)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    address: spec.address,
-                    source,
-                })?;
-        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+        let bind_error = |source| StartupError::Bind {
             address: spec.address,
             source,
-        })?;
-        info!(%address, tls = spec.tls.is_some(), "listening");
-        bound.push((listener, spec.tls.clone().map(TlsAcceptor::from), address));
+        };
+        let tls = spec.tls.clone().map(TlsAcceptor::from);
+        let first = listen(spec.address, workers > 1).map_err(bind_error)?;
+        let address = first.local_addr().map_err(bind_error)?;
+        sockets[0].push((first, tls.clone()));
+        for worker in sockets.iter_mut().skip(1) {
+            worker.push((listen(address, true).map_err(bind_error)?, tls.clone()));
+        }
+        info!(%address, tls = spec.tls.is_some(), workers, "listening");
+        addresses.push(address);
     }
-    let addresses = bound.iter().map(|(_, _, a)| *a).collect();
     let (stop, stopped) = watch::channel(false);
     load_remote_keys(&config.snapshot, &stopped).await?;
     for upstream in &config.snapshot.upstreams {
@@ -84,22 +93,42 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     }
     let settings = Arc::new(config.server);
     let state = Arc::new(AppState::new(config.snapshot, settings.idle_timeout));
-    // One permit per open client connection or upgraded tunnel: the cap, and what shutdown
-    // waits for.
+    // One permit per open client connection or upgraded tunnel, across all workers: the cap,
+    // and what shutdown waits for.
     let limit = Arc::new(Semaphore::new(settings.max_connections));
-
-    let mut loops = Vec::new();
-    for (listener, tls, _) in bound {
-        let accept = AcceptLoop {
-            listener,
-            tls,
-            state: state.clone(),
-            settings: settings.clone(),
-            limit: limit.clone(),
-            stopped: stopped.clone(),
-        };
-        loops.push(tokio::spawn(accept.run()));
+    let accept = AcceptLoop {
+        tls: None,
+        state: state.clone(),
+        settings: settings.clone(),
+        limit: limit.clone(),
+        stopped: stopped.clone(),
+    };
+    // Workers keep their runtimes (and so their connections) until the drain is over.
+    let (drained, drain_over) = watch::channel(false);
+    let mut sockets = sockets.into_iter();
+    let own = sockets.next().unwrap_or_default();
+    let mut threads = Vec::new();
+    for (number, worker_sockets) in sockets.enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartupError::Worker)?;
+        let accept = accept.clone();
+        let mut drain_over = drain_over.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("portcullis-worker-{}", number + 1))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    for l in accept.spawn_all(worker_sockets) {
+                        let _ = l.await;
+                    }
+                    let _ = drain_over.wait_for(|over| *over).await;
+                });
+            })
+            .map_err(StartupError::Worker)?;
+        threads.push(thread);
     }
+    let loops = accept.spawn_all(own);
     let shutdown_timeout = settings.shutdown_timeout;
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
     let task = tokio::spawn(async move {
@@ -116,6 +145,13 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         {
             warn!(timeout = ?shutdown_timeout, "shutdown timeout reached; closing remaining connections");
         }
+        let _ = drained.send(true);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     });
     Ok(RunningGateway {
         addresses,
@@ -123,6 +159,23 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         task,
         state,
     })
+}
+
+/// A listening socket for `address` (backlog 1024), sharing its port with the other workers'
+/// when `share_port`. Not yet tied to a runtime: each worker registers its own.
+fn listen(address: SocketAddr, share_port: bool) -> std::io::Result<StdListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if share_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(address)?;
+    socket.listen(1024)?.into_std()
 }
 
 /// Fetches every remote key set once, concurrently (each bounded by its fetch timeout), then
@@ -167,8 +220,9 @@ async fn load_remote_keys(
     Ok(())
 }
 
+/// What every accept loop of every worker shares.
+#[derive(Clone)]
 struct AcceptLoop {
-    listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
     settings: Arc<ServerSettings>,
@@ -177,16 +231,32 @@ struct AcceptLoop {
 }
 
 impl AcceptLoop {
-    async fn run(mut self) {
+    /// Starts one accept loop per socket on the current runtime.
+    fn spawn_all(&self, sockets: Vec<(StdListener, Option<TlsAcceptor>)>) -> Vec<JoinHandle<()>> {
+        sockets
+            .into_iter()
+            .map(|(socket, tls)| {
+                let accept = AcceptLoop {
+                    tls,
+                    ..self.clone()
+                };
+                tokio::spawn(accept.run(socket))
+            })
+            .collect()
+    }
+
+    async fn run(mut self, socket: StdListener) {
+        let listener = match TcpListener::from_std(socket) {
+            Ok(listener) => listener,
+            Err(e) => {
+                warn!(error = %e, "cannot register a listening socket");
+                return;
+            }
+        };
         let builder = Arc::new(http_builder(&self.settings));
         loop {
-            // Step 1: at most `max_connections` at once; the rest wait in the kernel's queue.
-            let permit = tokio::select! {
-                permit = self.limit.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
-                _ = until_stopped(&mut self.stopped) => return,
-            };
             let (stream, remote) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and similar: back off briefly, keep serving.
@@ -195,6 +265,14 @@ impl AcceptLoop {
                         continue;
                     }
                 },
+                _ = until_stopped(&mut self.stopped) => return,
+            };
+            // Step 1: at most `max_connections` served at once, over all workers. Taken after
+            // the accept, so that no permit sits idle in a loop that has nothing to accept: a
+            // loop holds at most one accepted connection while it waits, the rest wait in the
+            // kernel's queue.
+            let permit = tokio::select! {
+                permit = self.limit.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                 _ = until_stopped(&mut self.stopped) => return,
             };
             let _ = stream.set_nodelay(true);

@@ -14,8 +14,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// A gateway whose one public route goes to upstream `app`, configured by `app` (YAML lines
 /// indented four spaces).
 async fn gateway_with_app(app: &str) -> TestGateway {
+    gateway_with_workers(None, app).await
+}
+
+/// The same with a number of workers (default: one per CPU).
+async fn gateway_with_workers(workers: Option<usize>, app: &str) -> TestGateway {
+    let server = workers.map_or(String::new(), |n| format!("server:\n  workers: {n}\n"));
     let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n{app}routes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n"
+        "listeners:\n  - address: 127.0.0.1:0\n{server}upstreams:\n  app:\n{app}routes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n"
     );
     TestGateway::start(Workdir::new(), &yaml).await
 }
@@ -318,10 +324,11 @@ impl CountingUpstream {
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
     let up = CountingUpstream::start(false).await;
-    let gw = gateway_with_app(&format!(
-        "    url: {}\n    pool_idle_timeout: 300ms\n",
-        up.url
-    ))
+    // One worker, so that one pool serves every request (each worker keeps its own).
+    let gw = gateway_with_workers(
+        Some(1),
+        &format!("    url: {}\n    pool_idle_timeout: 300ms\n", up.url),
+    )
     .await;
     for i in 0..20 {
         let r = client()
@@ -410,4 +417,24 @@ async fn a_pool_without_idle_connections_opens_one_per_request() {
         || async { up.open() == 0 },
     )
     .await;
+}
+
+#[tokio::test]
+async fn each_worker_keeps_its_own_upstream_connections() {
+    let up = CountingUpstream::start(false).await;
+    let gw = gateway_with_workers(Some(3), &format!("    url: {}\n", up.url)).await;
+    // A new client connection per request: the kernel spreads them over the three workers.
+    for i in 0..60 {
+        let r = client()
+            .get(gw.url(0, &format!("/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let opened = up.accepted();
+    assert!(
+        (2..=3).contains(&opened),
+        "requests spread over the workers, each with one upstream connection: {opened}"
+    );
 }
