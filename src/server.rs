@@ -308,18 +308,26 @@ impl Connection {
         let stream = idle::Tracked::new(stream, activity.clone());
         match self.tls.clone() {
             None => self.serve_http(stream, activity).await,
-            Some(acceptor) => {
-                // Step 2: the handshake gets a deadline of its own.
-                let deadline = self.settings.tls_handshake_timeout;
-                match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        activity.restart();
-                        self.serve_http(tls, activity).await
-                    }
-                    Ok(Err(e)) => debug!(client = %self.remote, error = %e, "TLS handshake failed"),
-                    Err(_) => debug!(client = %self.remote, "TLS handshake timed out"),
-                }
+            // Boxed: inline, the TLS variant would make every plain connection's task as large.
+            Some(acceptor) => Box::pin(self.serve_tls(acceptor, stream, activity)).await,
+        }
+    }
+
+    async fn serve_tls(
+        self,
+        acceptor: TlsAcceptor,
+        stream: idle::Tracked<TcpStream>,
+        activity: idle::Activity,
+    ) {
+        // Step 2: the handshake gets a deadline of its own.
+        let deadline = self.settings.tls_handshake_timeout;
+        match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                activity.restart();
+                self.serve_http(tls, activity).await
             }
+            Ok(Err(e)) => debug!(client = %self.remote, error = %e, "TLS handshake failed"),
+            Err(_) => debug!(client = %self.remote, "TLS handshake timed out"),
         }
     }
 

@@ -212,7 +212,10 @@ async fn pipeline(
     let body = limits::limit_body(&parts.headers, body, route.max_body_bytes)?;
     let upstream = &snapshot.upstreams[route.upstream];
     let mut response =
-        forward::forward(upstream, Request::from_parts(parts, body), path_and_query).await?;
+        // Boxed: hyper keeps a box the size of the whole request future for every open client
+        // connection, idle or not, and the upstream exchange is most of that size.
+        Box::pin(forward::forward(upstream, Request::from_parts(parts, body), path_and_query))
+            .await?;
     headers::rewrite_response(response.headers_mut());
     if let Some((protocol, client)) = upgrade
         && response.status() == http::StatusCode::SWITCHING_PROTOCOLS

@@ -135,11 +135,9 @@ pub async fn verify(
             refresh: Some((index, seen)),
             error,
         }) => {
-            if providers.list[index]
-                .keys
-                .refresh_for_unknown_kid(seen)
-                .await
-            {
+            // Boxed: a rare path whose future (a key fetch) would otherwise make every
+            // request's future, which hyper keeps per open connection, kilobytes larger.
+            if Box::pin(providers.list[index].keys.refresh_for_unknown_kid(seen)).await {
                 verify_once(token, providers, allowed, max_bytes, unix_now())
                     .map_err(|f| f.error)?
             } else {
