@@ -247,6 +247,11 @@ routes:
     }
 }
 
+/// `GET path` through the gateway on a new client connection.
+async fn get(gw: &TestGateway, path: &str) -> reqwest::Response {
+    client().get(gw.url(0, path)).send().await.unwrap()
+}
+
 /// A raw HTTP/1.1 upstream that counts its connections. It answers every request `200 ok`
 /// (keep-alive) and, when `close_after_answer`, closes the connection right after answering
 /// without saying so, as upstreams with short keep-alive timeouts do.
@@ -331,11 +336,7 @@ async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
     )
     .await;
     for i in 0..20 {
-        let r = client()
-            .get(gw.url(0, &format!("/seq/{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&gw, &format!("/seq/{i}")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "ok");
     }
@@ -354,11 +355,7 @@ async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
     let after_first = up.accepted();
     assert!((2..=7).contains(&after_first), "{after_first}");
     for i in 0..10 {
-        let r = client()
-            .get(gw.url(0, &format!("/again/{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&gw, &format!("/again/{i}")).await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(up.accepted(), after_first, "pooled connections are reused");
@@ -369,7 +366,7 @@ async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
         || async { up.open() == 0 },
     )
     .await;
-    let r = client().get(gw.url(0, "/later")).send().await.unwrap();
+    let r = get(&gw, "/later").await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.accepted(), after_first + 1);
 }
@@ -403,11 +400,7 @@ async fn a_pool_without_idle_connections_opens_one_per_request() {
     ))
     .await;
     for i in 0..5 {
-        let r = client()
-            .get(gw.url(0, &format!("/{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&gw, &format!("/{i}")).await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(up.accepted(), 5);
@@ -425,11 +418,7 @@ async fn each_worker_keeps_its_own_upstream_connections() {
     let gw = gateway_with_workers(Some(3), &format!("    url: {}\n", up.url)).await;
     // A new client connection per request: the kernel spreads them over the three workers.
     for i in 0..60 {
-        let r = client()
-            .get(gw.url(0, &format!("/{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&gw, &format!("/{i}")).await;
         assert_eq!(r.status(), 200);
     }
     let opened = up.accepted();
