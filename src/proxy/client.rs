@@ -229,11 +229,6 @@ impl Upstream {
         }
     }
 
-    /// Idle pooled connections to target `i`.
-    pub fn idle_connections(&self, i: usize) -> usize {
-        self.targets[i].pool.idle_count()
-    }
-
     /// `http://a:1, http://b:2`.
     pub fn describe_targets(&self) -> String {
         let targets: Vec<String> = self

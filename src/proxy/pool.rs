@@ -233,14 +233,6 @@ impl Pool {
             }
         }
     }
-
-    /// Idle HTTP/1.1 connections in all shards.
-    pub fn idle_count(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |s| s.idle.len()))
-            .sum()
-    }
 }
 
 /// A connection as the connector opens it: TCP, with TLS for https targets.
