@@ -20,8 +20,7 @@ pub async fn forward(
     request: Request<RequestBody>,
     path_and_query: PathAndQuery,
 ) -> Result<Response<Incoming>, RequestError> {
-    let (mut parts, body) = request.into_parts();
-    let retryable = body.is_end_stream() && is_idempotent(&parts.method);
+    let retryable = request.body().is_end_stream() && is_idempotent(request.method());
     let attempts = if retryable {
         1 + upstream
             .settings
@@ -31,19 +30,20 @@ pub async fn forward(
         1
     };
     let http2 = upstream.settings.http2;
-    parts.version = if http2 {
+    let mut outgoing = request;
+    *outgoing.version_mut() = if http2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
-    let mut body = Some(body);
+    let client_sent_host = outgoing.headers().contains_key(HOST);
     let mut avoid = None;
     for attempt in 1..=attempts {
         let i = upstream.pick(avoid);
         let target = &upstream.targets[i];
         // HTTP/1.1 gets origin-form (`/path?query`), HTTP/2 the absolute URI it takes
         // `:scheme` and `:authority` from.
-        let uri = if http2 {
+        *outgoing.uri_mut() = if http2 {
             Uri::builder()
                 .scheme(upstream.scheme.clone())
                 .authority(target.authority.clone())
@@ -53,20 +53,13 @@ pub async fn forward(
         } else {
             Uri::from(path_and_query.clone())
         };
-        let mut headers = if attempt < attempts {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        set_host(&mut headers, &upstream.settings.host, &target.host, http2);
-        let mut outgoing = Request::new(body.take().unwrap_or(RequestBody::Empty));
-        *outgoing.method_mut() = parts.method.clone();
-        *outgoing.uri_mut() = uri;
-        *outgoing.version_mut() = parts.version;
-        *outgoing.headers_mut() = headers;
-        if attempt == attempts {
-            *outgoing.extensions_mut() = std::mem::take(&mut parts.extensions);
-        }
+        set_host(
+            outgoing.headers_mut(),
+            &upstream.settings.host,
+            &target.host,
+            http2,
+            client_sent_host,
+        );
         let _in_flight = upstream.begin(i);
         let result = tokio::time::timeout(
             upstream.settings.response_timeout,
@@ -79,11 +72,13 @@ pub async fn forward(
                 upstream.succeeded(i);
                 return Ok(response);
             }
-            Ok(Err(SendError::Connect)) => {
+            Ok(Err(SendError::Connect(unsent))) => {
                 upstream.failed(i);
                 if attempt == attempts {
                     return Err(UpstreamError::Connect.into());
                 }
+                // Nothing was sent: the same request goes to the next target.
+                outgoing = *unsent;
                 avoid = Some(i);
             }
             Ok(Err(SendError::Request(e))) => {
@@ -106,17 +101,19 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Sets `Host` as the upstream's `host` setting says. An HTTP/1.1 request must have one: when
-/// the client sent none (HTTP/2 clients send `:authority`), the target's is used.
+/// Sets `Host` for `target` as the upstream's `host` setting says. An HTTP/1.1 request must
+/// have one: when the client sent none (HTTP/2 clients send `:authority`), the target's is
+/// used.
 fn set_host(
     headers: &mut HeaderMap,
     rewrite: &HostRewrite,
     target: &http::HeaderValue,
     http2: bool,
+    client_sent_host: bool,
 ) {
     match rewrite {
         HostRewrite::Preserve => {
-            if !http2 && !headers.contains_key(HOST) {
+            if !http2 && !client_sent_host {
                 headers.insert(HOST, target.clone());
             }
         }

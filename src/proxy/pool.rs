@@ -28,8 +28,9 @@ pub type Connector = HttpsConnector<HttpConnector>;
 /// Why a request got no response.
 #[derive(Debug)]
 pub enum SendError {
-    /// No connection could be opened (TCP, TLS or the HTTP/2 preface): nothing was sent.
-    Connect,
+    /// No connection could be opened (TCP, TLS or the HTTP/2 preface): nothing was sent, and
+    /// here is the request back, to try elsewhere.
+    Connect(Box<Request<RequestBody>>),
     /// The exchange failed after the request was handed to a connection.
     Request(hyper::Error),
 }
@@ -77,12 +78,9 @@ impl Pool {
         }
     }
 
+    /// The calling thread's shard, locked.
     fn shard(&self) -> MutexGuard<'_, Shard> {
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        // A panic while holding a shard cannot leave it inconsistent (a Vec and an Option).
-        shard
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.shards[thread_slot() % self.shards.len()])
     }
 
     /// Sends `request` over a pooled or new connection to `address` (scheme and authority of
@@ -132,11 +130,12 @@ impl Pool {
         address: &Uri,
         request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let io = connect(connector, address).await?;
-        let (mut sender, connection) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|_| SendError::Connect)?;
+        let Some(io) = connect(connector, address).await else {
+            return Err(SendError::Connect(Box::new(request)));
+        };
+        let Ok((mut sender, connection)) = http1::Builder::new().handshake(io).await else {
+            return Err(SendError::Connect(Box::new(request)));
+        };
         tokio::spawn(connection.with_upgrades());
         let response = sender
             .send_request(request)
@@ -171,12 +170,16 @@ impl Pool {
         address: &Uri,
         request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let io = connect(connector, address).await?;
-        let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
+        let Some(io) = connect(connector, address).await else {
+            return Err(SendError::Connect(Box::new(request)));
+        };
+        let handshake = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
-            .await
-            .map_err(|_| SendError::Connect)?;
+            .await;
+        let Ok((mut sender, connection)) = handshake else {
+            return Err(SendError::Connect(Box::new(request)));
+        };
         tokio::spawn(connection);
         self.shard().shared = Some(sender.clone());
         sender
@@ -222,9 +225,7 @@ impl Pool {
     /// Closes idle connections older than the idle timeout, and HTTP/2 ones that ended.
     pub fn close_expired(&self) {
         for shard in &self.shards {
-            let mut shard = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut shard = lock(shard);
             shard.idle.retain(|idle| {
                 idle.since.elapsed() < self.idle_timeout && !idle.sender.is_closed()
             });
@@ -235,13 +236,22 @@ impl Pool {
     }
 }
 
+/// Locks a shard. A panic while holding one cannot leave it inconsistent (a Vec and an
+/// Option), so a poisoned lock is used as it is.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A connection as the connector opens it: TCP, with TLS for https targets.
 type Stream = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
 
-async fn connect(connector: &Connector, address: &Uri) -> Result<Stream, SendError> {
+async fn connect(connector: &Connector, address: &Uri) -> Option<Stream> {
     let mut connector = connector.clone();
-    connector.call(address.clone()).await.map_err(|error| {
-        tracing::debug!(%address, error, "upstream connect failed");
-        SendError::Connect
-    })
+    connector
+        .call(address.clone())
+        .await
+        .inspect_err(|error| tracing::debug!(%address, error, "upstream connect failed"))
+        .ok()
 }
