@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -112,11 +112,8 @@ impl Pool {
                     self.recycle(sender);
                     return Ok(response);
                 }
-                Err(mut failed) => match failed.take_message() {
-                    // Closing under us before the request left: try the next one.
-                    Some(unsent) => request = unsent,
-                    None => return Err(SendError::Request(failed.into_error())),
-                },
+                // Closing under us before the request left: try the next one.
+                Err(failed) => request = unsent(failed)?,
             }
         }
         // Boxed: opening a connection is rare, and its future is large; inline, it would make
@@ -155,10 +152,7 @@ impl Pool {
         if let Some(mut sender) = shared.filter(|s| !s.is_closed()) {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response),
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(SendError::Request(failed.into_error())),
-                },
+                Err(failed) => request = unsent(failed)?,
             }
         }
         Box::pin(self.send_on_new_h2(connector, address, request)).await
@@ -234,6 +228,15 @@ impl Pool {
             }
         }
     }
+}
+
+/// The request back from a connection that closed before sending it; an error if it was sent.
+fn unsent(
+    mut failed: TrySendError<Request<RequestBody>>,
+) -> Result<Request<RequestBody>, SendError> {
+    failed
+        .take_message()
+        .ok_or_else(|| SendError::Request(failed.into_error()))
 }
 
 /// Locks a shard. A panic while holding one cannot leave it inconsistent (a Vec and an
