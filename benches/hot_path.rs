@@ -18,12 +18,15 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use portcullis::error::TokenError;
 use portcullis::keys::{VerifyKey, store::ProviderKeys};
 use portcullis::proxy::forwarded::Hop;
-use portcullis::proxy::headers::{ForwardContext, rewrite_request};
+use portcullis::proxy::headers::{
+    ForwardContext, HeaderRules, LOOKALIKE_HEADERS, credentials_plan, inject, sanitize_request,
+};
 use portcullis::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use portcullis::routes::path::{PathOptions, normalize};
 use portcullis::routes::policy::{ClaimTest, Condition, Operand, Policy, RequestFacts};
 use portcullis::routes::{ClaimHeader, Route, RouteTable, RuleOrigin, TokenSources};
 use portcullis::token::cache::{TokenCache, TokenCacheSettings};
+use portcullis::token::extract::{Presented, Source};
 use portcullis::token::verify::{Provider, Providers, Verified, verify, verify_once};
 use portcullis::token::{ClaimPath, extract, screen};
 use serde_json::json;
@@ -77,6 +80,7 @@ fn bench_screen(c: &mut Criterion) {
         b.iter(|| {
             let found = extract::extract(black_box(&headers), None, &sources)
                 .unwrap()
+                .token()
                 .unwrap();
             black_box(screen::screen(found, 8192).unwrap())
         })
@@ -237,14 +241,16 @@ fn route_with(i: usize, path: PathMatcher) -> Route {
         path,
         case_sensitive: true,
         methods: MethodSet(Some(vec![Method::GET, Method::POST])),
-        upstream: 0,
+        upstream: Some(0),
         policy: Policy::Authenticated(None),
         providers: None,
         claim_headers: Vec::new(),
+        bound_headers: Vec::new(),
         strip_authorization: false,
         token_sources: TokenSources::default(),
         max_body_bytes: None,
         upgrades: Vec::new(),
+        close_at_token_expiry: false,
         strip_prefix: None,
         add_prefix: None,
         origin: RuleOrigin {
@@ -346,7 +352,14 @@ fn bench_header_rewrite(c: &mut Criterion) {
             claim: ClaimPath::parse("roles").unwrap(),
         },
     ];
-    let identity: Vec<http::HeaderName> = r.claim_headers.iter().map(|h| h.name.clone()).collect();
+    let rules = HeaderRules {
+        identity: r.claim_headers.iter().map(|h| h.name.clone()).collect(),
+        spoofable: LOOKALIKE_HEADERS
+            .iter()
+            .map(|h| http::HeaderName::from_static(h))
+            .collect(),
+    };
+    let token = "abc.def.ghi";
     let claims = claims_for_bench();
     let claims = claims.as_object().unwrap().clone();
     let mut headers = HeaderMap::new();
@@ -371,7 +384,12 @@ fn bench_header_rewrite(c: &mut Criterion) {
     c.bench_function("header_rewrite", |b| {
         b.iter_batched_ref(
             || headers.clone(),
-            |h| rewrite_request(h, &r, &identity, Some(&claims), ctx.clone()),
+            |h| {
+                let plan = credentials_plan(h, &r, Presented::Token(token, Source::Header));
+                sanitize_request(h, &r, &rules, false).unwrap();
+                plan.apply(h);
+                inject(h, &r, Some(&claims), ctx.clone())
+            },
             criterion::BatchSize::SmallInput,
         )
     });

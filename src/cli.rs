@@ -241,16 +241,17 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     println!("routes:");
     for r in s.routes.routes() {
         let policy = match &r.policy {
-            Policy::Public => "public",
-            Policy::Optional => "optional",
-            Policy::Authenticated(None) => "authenticated",
             Policy::Authenticated(Some(_)) => "authenticated + claims",
+            other => other.describe(),
         };
+        let upstream = r
+            .upstream
+            .and_then(|i| s.upstreams.get(i))
+            .map_or("(nothing forwarded)", |u| &*u.name);
         println!(
-            "  {}: {} -> {} [{policy}]",
+            "  {}: {} -> {upstream} [{policy}]",
             r.name,
             r.describe_match(),
-            s.upstreams[r.upstream].name
         );
     }
     if deny_warnings && !config.warnings.is_empty() {

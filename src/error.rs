@@ -52,6 +52,12 @@ pub enum TokenError {
     AudienceMismatch,
     #[error("token iss is not a string")]
     BadIssuer,
+    #[error("the Authorization scheme is neither Bearer nor Basic")]
+    UnsupportedScheme,
+    #[error("token typ is not accepted by the issuer")]
+    TypeNotAllowed,
+    #[error("token azp / client_id is not an accepted client")]
+    ClientMismatch,
 }
 
 /// Why the request could not be authorized or forwarded; the single input of the response mapper.
@@ -61,6 +67,14 @@ pub enum RequestError {
     NoRoute,
     #[error("the route does not allow this method")]
     MethodNotAllowed,
+    #[error("the method is not an upper-case token")]
+    BadMethod,
+    #[error("the request has more header fields than allowed")]
+    TooManyHeaders,
+    #[error("a header the rules read is ambiguous: {0}")]
+    AmbiguousHeader(&'static str),
+    #[error("the route denies the request")]
+    RuleDenied,
     #[error("the request path is ambiguous: {0}")]
     AmbiguousPath(&'static str),
     #[error("the request host is invalid or ambiguous: {0}")]
@@ -92,6 +106,10 @@ pub enum UpstreamError {
     Timeout,
     #[error("the upstream connection failed")]
     Protocol,
+    #[error(
+        "the upstream answered an upgrade with a protocol or accept key that was not asked for"
+    )]
+    BadUpgrade,
 }
 
 /// Failures while starting the gateway (binding, TLS material, crypto self-test).

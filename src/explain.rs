@@ -13,14 +13,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::RequestError;
-use crate::http::{limits, respond, service, target};
-use crate::proxy::forwarded::{self, Hop};
-use crate::proxy::headers::{self, ForwardContext};
+use crate::http::pipeline::{self, Observer, Peer, TokenCheck, TokenSeen};
+use crate::http::respond;
+use crate::proxy::forwarded;
 use crate::routes::matcher::Score;
-use crate::routes::policy::{Condition, Denial, Policy, RequestFacts, Trace};
+use crate::routes::policy::{Condition, Denial, Policy, Trace};
 use crate::routes::{Candidate, Route};
 use crate::state::Snapshot;
-use crate::token::{Claims, extract, verify};
+use crate::token::Claims;
 
 /// Who the request claims to be.
 #[derive(Debug, Clone)]
@@ -130,117 +130,68 @@ async fn run(
     credential: Credential,
     out: &mut Explanation,
 ) -> Result<(), RequestError> {
-    limits::check_head(uri, snapshot.max_uri_bytes)?;
-    let target = target::read(uri, headers, &snapshot.paths)?;
-    out.host = target.host.map(str::to_string);
-    out.path = Some(target.path.to_string());
-
-    let mut seen: Vec<(&Route, Candidate)> = Vec::new();
-    let found = snapshot
-        .routes
-        .find_traced(method, target.host, &target.path, |r, c| seen.push((r, c)));
-    let chosen = found.as_ref().ok().and_then(|r| {
+    let mut request = http::Request::new(());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers.clone();
+    let (parts, ()) = request.into_parts();
+    let check = match credential {
+        Credential::FromRequest => TokenCheck::Verify(None),
+        Credential::Claims(claims) => TokenCheck::Assume(Arc::new(claims)),
+    };
+    let peer = Peer {
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        tls: uri.scheme_str() == Some("https"),
+    };
+    let mut watch = Watch {
+        snapshot,
+        seen: Vec::new(),
+        chosen: None,
+        recorder: Recorder::default(),
+        out,
+    };
+    let result = pipeline::authorize(
+        snapshot,
+        parts,
+        peer,
+        forwarded::request_id(headers),
+        check,
+        &mut watch,
+    )
+    .await;
+    let Watch {
+        seen,
+        chosen,
+        recorder,
+        out,
+        ..
+    } = watch;
+    let path = out.path.clone().unwrap_or_default();
+    let chosen_score = chosen.and_then(|r| {
         seen.iter().find_map(|(route, c)| match c {
-            Candidate::Matched(score) if std::ptr::eq(*route, *r) => Some((&*r.name, *score)),
+            Candidate::Matched(score) if std::ptr::eq(*route, r) => Some((&*r.name, *score)),
             _ => None,
         })
     });
     let nearby = |route: &Route, c: &Candidate| {
         seen.len() <= MAX_LISTED
             || matches!(c, Candidate::Matched(_) | Candidate::MethodNotAllowed(_))
-            || first_segment(&route.path.to_string()) == first_segment(&target.path)
+            || first_segment(&route.path.to_string()) == first_segment(&path)
     };
     out.routes = seen
         .iter()
         .filter(|(route, c)| nearby(route, c))
-        .map(|(route, candidate)| describe_candidate(route, *candidate, chosen))
+        .map(|(route, candidate)| describe_candidate(route, *candidate, chosen_score))
         .collect();
     out.unlisted_routes = seen.len() - out.routes.len();
-    let route = found.map_err(service::miss_error)?;
-    out.route = Some(route.name.to_string());
-    out.policy = Some(
-        match &route.policy {
-            Policy::Public => "public",
-            Policy::Optional => "optional",
-            Policy::Authenticated(None) => "authenticated",
-            Policy::Authenticated(Some(_)) => "authenticated, with claim rules",
-        }
-        .to_string(),
-    );
-
-    let claims: Option<Arc<Claims>> = match (&route.policy, credential) {
-        (Policy::Public, _) => None,
-        (_, Credential::Claims(claims)) => {
-            out.token = Some("claims given on the command line (no signature checked)".into());
-            Some(Arc::new(claims))
-        }
-        (policy, Credential::FromRequest) => {
-            let presented = extract::extract(headers, uri.query(), &route.token_sources)
-                .map_err(|e| RequestError::InvalidRequest(e.describe()))?;
-            match presented {
-                None if matches!(policy, Policy::Optional) => {
-                    out.token = Some("none (anonymous request, allowed by policy optional)".into());
-                    None
-                }
-                None => {
-                    out.token = Some("none".into());
-                    return Err(RequestError::MissingToken);
-                }
-                Some(token) => {
-                    let result = verify::verify(
-                        token,
-                        &snapshot.providers,
-                        None,
-                        route.providers.as_deref(),
-                        snapshot.max_token_bytes,
-                    )
-                    .await;
-                    match result {
-                        Ok(v) => {
-                            let provider = &snapshot.providers.list()[v.provider];
-                            out.token = Some(format!("verified by provider {}", provider.name));
-                            Some(v.claims)
-                        }
-                        Err(e) => {
-                            out.token = Some(format!("refused: {e}"));
-                            return Err(e.into());
-                        }
-                    }
-                }
-            }
-        }
-    };
-
-    if let (Policy::Authenticated(Some(condition)), Some(claims)) = (&route.policy, &claims) {
-        let facts = RequestFacts {
-            path: &target.path,
-            matcher: &route.path,
-            headers,
-        };
-        let mut recorder = Recorder::default();
-        let result = condition.evaluate_traced(claims, &facts, &mut recorder, 0);
+    if let Some(Policy::Authenticated(Some(condition))) = chosen.map(|r| &r.policy) {
         out.conditions = recorder.seen;
-        mark_unevaluated(condition, &mut out.conditions);
-        result.map_err(|d| RequestError::Denied(d.code()))?;
+        if !out.conditions.is_empty() {
+            mark_unevaluated(condition, &mut out.conditions);
+        }
     }
-
-    let mut rewritten = headers.clone();
-    headers::rewrite_request(
-        &mut rewritten,
-        route,
-        snapshot.routes.identity_headers(),
-        claims.as_deref(),
-        ForwardContext {
-            hop: Hop {
-                peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                trusted: false,
-                tls: uri.scheme_str() == Some("https"),
-                host: target.host_header.clone(),
-            },
-            request_id: forwarded::request_id(headers),
-        },
-    );
-    for (name, value) in &rewritten {
+    let authorized = result?;
+    for (name, value) in &authorized.parts.headers {
         // Unchanged headers, and the random request id (it would differ on every run).
         if headers.get_all(name).iter().any(|v| v == value) || name == forwarded::X_REQUEST_ID {
             continue;
@@ -250,15 +201,85 @@ async fn run(
             String::from_utf8_lossy(value.as_bytes()).into_owned(),
         ));
     }
-    let upstream = &snapshot.upstreams[route.upstream];
-    let sent = service::upstream_path(route, &target.path);
+    let route = authorized.route;
+    let Some(upstream) = route.upstream.and_then(|i| snapshot.upstreams.get(i)) else {
+        return Err(RequestError::RuleDenied);
+    };
     out.upstream = Some(format!(
         "{} ({})",
         upstream.name,
         upstream.describe_targets()
     ));
-    out.detail = format!("forwarded to upstream {} as {sent}", upstream.name);
+    out.detail = format!(
+        "forwarded to upstream {} as {}",
+        upstream.name,
+        authorized.path_and_query.path()
+    );
     Ok(())
+}
+
+/// What `authorize` shows explain, step by step.
+struct Watch<'s, 'o> {
+    snapshot: &'s Snapshot,
+    seen: Vec<(&'s Route, Candidate)>,
+    chosen: Option<&'s Route>,
+    recorder: Recorder,
+    out: &'o mut Explanation,
+}
+
+impl Trace for Watch<'_, '_> {
+    fn begin(&mut self, depth: usize, condition: &Condition) -> usize {
+        self.recorder.begin(depth, condition)
+    }
+
+    fn end(
+        &mut self,
+        handle: usize,
+        result: Result<(), Denial>,
+        claim: Option<&Value>,
+        operand: Option<&str>,
+    ) {
+        self.recorder.end(handle, result, claim, operand)
+    }
+}
+
+impl<'s> Observer<'s> for Watch<'s, '_> {
+    fn wants_candidates(&self) -> bool {
+        true
+    }
+
+    fn target(&mut self, host: Option<&str>, path: &str) {
+        self.out.host = host.map(str::to_string);
+        self.out.path = Some(path.to_string());
+    }
+
+    fn candidate(&mut self, route: &'s Route, candidate: Candidate) {
+        self.seen.push((route, candidate));
+    }
+
+    fn route(&mut self, route: &'s Route) {
+        self.chosen = Some(route);
+        self.out.route = Some(route.name.to_string());
+        self.out.policy = Some(route.policy.describe().to_string());
+    }
+
+    fn token(&mut self, seen: TokenSeen<'_>) {
+        self.out.token = match seen {
+            TokenSeen::NotRead => None,
+            TokenSeen::Assumed => {
+                Some("claims given on the command line (no signature checked)".into())
+            }
+            TokenSeen::Anonymous => {
+                Some("none (anonymous request, allowed by policy optional)".into())
+            }
+            TokenSeen::Missing => Some("none".into()),
+            TokenSeen::Verified(v) => {
+                let provider = &self.snapshot.providers.list()[v.provider];
+                Some(format!("verified by provider {}", provider.name))
+            }
+            TokenSeen::Refused(e) => Some(format!("refused: {e}")),
+        };
+    }
 }
 
 /// Above this many routes, only those near the request are listed.

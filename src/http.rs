@@ -1,7 +1,9 @@
-//! Steps 3–11 on one request: the request target (`target.rs`), the pipeline (`service.rs`) and
-//! every synthetic response (`respond.rs`).
+//! Steps 3–11 on one request: the request target (`target.rs`), the pipeline shared with
+//! `explain` (`pipeline.rs`), serving one request (`service.rs`) and every synthetic response
+//! (`respond.rs`).
 
 pub mod limits;
+pub mod pipeline;
 pub mod respond;
 pub mod service;
 pub mod target;

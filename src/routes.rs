@@ -52,12 +52,15 @@ pub struct Route {
     /// Compare the path case-sensitively (default true).
     pub case_sensitive: bool,
     pub methods: MethodSet,
-    /// Index into the snapshot's upstreams.
-    pub upstream: usize,
+    /// Index into the snapshot's upstreams; `None` only for `policy: deny` routes.
+    pub upstream: Option<usize>,
     pub policy: Policy,
     /// Indices of the providers whose tokens this route accepts; `None` means all.
     pub providers: Option<Vec<usize>>,
     pub claim_headers: Vec<ClaimHeader>,
+    /// Request headers the route's conditions read (`{header: NAME}`): a `Connection` list
+    /// cannot remove them, `_` spellings are removed, and two copies are refused.
+    pub bound_headers: Vec<HeaderName>,
     /// Remove `Authorization` before forwarding (default: keep).
     pub strip_authorization: bool,
     pub token_sources: TokenSources,
@@ -70,6 +73,8 @@ pub struct Route {
     /// Protocols an HTTP/1.1 `Upgrade` may switch to (lower-case, e.g. `websocket`); empty:
     /// `Upgrade` is removed like any hop-by-hop header.
     pub upgrades: Vec<String>,
+    /// Close a tunnel when the token that opened it expires (default false).
+    pub close_at_token_expiry: bool,
     pub origin: RuleOrigin,
 }
 
@@ -288,14 +293,16 @@ mod tests {
             path,
             case_sensitive: true,
             methods: MethodSet(methods),
-            upstream: 0,
+            upstream: Some(0),
             policy: Policy::Public,
             providers: None,
             claim_headers: Vec::new(),
+            bound_headers: Vec::new(),
             strip_authorization: false,
             token_sources: TokenSources::default(),
             max_body_bytes: None,
             upgrades: Vec::new(),
+            close_at_token_expiry: false,
             strip_prefix: None,
             add_prefix: None,
             origin: RuleOrigin {

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::proxy::client::Upstream;
 use crate::proxy::forwarded::TrustedProxies;
+use crate::proxy::headers::HeaderRules;
 use crate::routes::RouteTable;
 use crate::routes::path::PathOptions;
 use crate::token::cache::TokenCache;
@@ -27,6 +28,10 @@ pub struct Snapshot {
     pub trusted_proxies: TrustedProxies,
     /// Longest request target accepted, in bytes (default 8192); longer: 414.
     pub max_uri_bytes: usize,
+    /// Most header fields a request may have (default 100), HTTP/2 included; more: 431.
+    pub max_headers: usize,
+    /// Headers the rewrite removes (identity copies, look-alike forwarding headers).
+    pub header_rules: HeaderRules,
     /// Largest token accepted, in bytes (default 8192).
     pub max_token_bytes: usize,
     /// Whether each request is logged at info level on target `access` (default true).

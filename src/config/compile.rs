@@ -27,10 +27,10 @@ use crate::keys::store::ProviderKeys;
 use crate::keys::{VerifyKey, jwks, source};
 use crate::proxy::client::{HealthCheck, HostRewrite, Upstream, UpstreamSettings};
 use crate::proxy::forwarded::TrustedProxies;
-use crate::proxy::headers::is_reserved_for_injection;
+use crate::proxy::headers::{HeaderRules, LOOKALIKE_HEADERS, is_reserved_for_injection};
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use crate::routes::path::PathOptions;
-use crate::routes::policy::{ClaimTest, Comparison, Condition, Operand, Pattern, Policy};
+use crate::routes::policy::{ClaimTest, Comparison, Condition, DenyAs, Operand, Pattern, Policy};
 use crate::routes::{ClaimHeader, Route, RouteTable, RuleOrigin, TokenSources};
 use crate::state::Snapshot;
 use crate::tls;
@@ -62,6 +62,7 @@ pub fn compile(
     let providers = compile_providers(&raw.providers, base, &mut c);
     let paths = compile_paths(&raw.paths);
     let trusted_proxies = compile_trusted_proxies(&raw.server.trusted_proxies, &mut c);
+    let spoofable = compile_spoofable_headers(&raw.server.spoofable_headers, &mut c);
     let mut routes = RouteCompiler {
         upstreams: &upstream_index,
         upstream_list: &upstreams,
@@ -99,24 +100,63 @@ pub fn compile(
     };
     c.warnings.sort_by_key(order);
     let (settings, realm, max_token_bytes, access_log) = server;
+    let max_headers = settings.max_headers;
+    let header_rules = HeaderRules {
+        identity: routes.identity_headers().to_vec(),
+        spoofable,
+    };
     Ok(Config {
         file: file.to_path_buf(),
         listeners,
         server: settings,
         snapshot: Snapshot {
-            routes,
             paths,
             providers: Providers::new(providers),
             upstreams,
             realm: realm.into(),
             max_token_bytes,
             max_uri_bytes: raw.server.max_uri_bytes.unwrap_or(DEFAULT_MAX_URI_BYTES),
+            max_headers,
+            header_rules,
+            routes,
             trusted_proxies,
             access_log,
             token_cache: TokenCache::new(token_cache_settings(&raw.server)),
         },
         warnings: c.warnings,
     })
+}
+
+/// The built-in look-alike forwarding headers and `server.spoofable_headers`.
+fn compile_spoofable_headers(raw: &[String], c: &mut Collector) -> Vec<HeaderName> {
+    let mut out: Vec<HeaderName> = LOOKALIKE_HEADERS
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    for (i, text) in raw.iter().enumerate() {
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(name) if is_reserved_for_injection(&name) || name == http::header::AUTHORIZATION => {
+                c.error(
+                    None,
+                    format!("server.spoofable_headers[{i}]"),
+                    format!(
+                        "{text:?} is a header the gateway manages itself; it cannot be listed here"
+                    ),
+                )
+            }
+            Ok(name) => {
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            Err(_) => c.error(
+                None,
+                format!("server.spoofable_headers[{i}]"),
+                format!("expected a header name such as X-Original-Host, found {text:?}"),
+            ),
+        }
+    }
+    out
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host).
@@ -146,6 +186,7 @@ fn compile_paths(raw: &RawPaths) -> PathOptions {
         empty_segments: raw.empty_segments.unwrap_or_default(),
         encoded_slash: raw.encoded_slash.unwrap_or_default(),
         path_parameters: raw.path_parameters.unwrap_or_default(),
+        windows_segments: raw.windows_segments.unwrap_or_default(),
     }
 }
 
@@ -907,18 +948,43 @@ impl RouteCompiler<'_> {
             }
         };
         let methods = compile_methods(r.methods.as_deref(), &key, at, c);
-        let upstream = self.upstreams.get(&r.upstream).copied();
-        if upstream.is_none() {
-            let mut known: Vec<_> = self.upstreams.keys().map(String::as_str).collect();
-            known.sort_unstable();
+        let deny = r.policy == Some(RawPolicy::Deny);
+        let upstream = match (&r.upstream, deny) {
+            (Some(name), _) => {
+                let found = self.upstreams.get(name).copied();
+                if found.is_none() {
+                    let mut known: Vec<_> = self.upstreams.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    c.error(
+                        at,
+                        format!("{key}.upstream"),
+                        format!("no upstream named {name:?} (known: {})", known.join(", ")),
+                    );
+                }
+                found.map(Some)
+            }
+            (None, true) => Some(None),
+            (None, false) => {
+                c.error(
+                    at,
+                    format!("{key}.upstream"),
+                    "expected the name of an upstream (only policy: deny routes have none)",
+                );
+                None
+            }
+        };
+        if deny && r.upstream.is_some() {
             c.error(
                 at,
                 format!("{key}.upstream"),
-                format!(
-                    "no upstream named {:?} (known: {})",
-                    r.upstream,
-                    known.join(", ")
-                ),
+                "a policy: deny route forwards nothing: remove upstream",
+            );
+        }
+        if r.deny_status.is_some() && !deny {
+            c.error(
+                at,
+                format!("{key}.deny_status"),
+                "deny_status needs policy: deny",
             );
         }
         let params = path
@@ -926,7 +992,7 @@ impl RouteCompiler<'_> {
             .map(PathMatcher::param_names)
             .unwrap_or_default();
         let policy = compile_policy(r, &key, at, &params, c);
-        let needs_token = !matches!(policy, Some(Policy::Public));
+        let needs_token = !matches!(policy, Some(Policy::Public | Policy::Deny(_)));
         if needs_token && self.providers.is_empty() {
             c.error(
                 at,
@@ -1020,6 +1086,7 @@ impl RouteCompiler<'_> {
             }
         }
         let http2_upstream = upstream
+            .flatten()
             .and_then(|i| self.upstream_list.get(i))
             .is_some_and(|u| u.settings.http2);
         if !r.upgrades.is_empty() && http2_upstream {
@@ -1036,7 +1103,18 @@ impl RouteCompiler<'_> {
                 "expected a number greater than 0 (omit for no limit)",
             );
         }
+        if r.close_at_token_expiry && r.upgrades.is_empty() {
+            c.error(
+                at,
+                format!("{key}.close_at_token_expiry"),
+                "close_at_token_expiry applies to upgraded connections: list upgrades too",
+            );
+        }
         let (path, upstream, policy) = (path?, upstream?, policy?);
+        let mut bound_headers = Vec::new();
+        if let Policy::Authenticated(Some(condition)) = &policy {
+            condition.bound_headers(&mut bound_headers);
+        }
         Some(Route {
             name: r.name.as_str().into(),
             hosts,
@@ -1047,6 +1125,7 @@ impl RouteCompiler<'_> {
             policy,
             providers: allowed,
             claim_headers,
+            bound_headers,
             strip_authorization: r.strip_authorization,
             token_sources: TokenSources {
                 query_param: r.token_query_param.clone(),
@@ -1054,6 +1133,7 @@ impl RouteCompiler<'_> {
             },
             max_body_bytes: r.max_body_bytes.or(self.default_max_body_bytes),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            close_at_token_expiry: r.close_at_token_expiry,
             strip_prefix: r
                 .strip_prefix
                 .as_deref()
@@ -1164,6 +1244,10 @@ fn compile_methods(
             ),
         }
     }
+    // Most frameworks answer HEAD with the GET handler, so a rule for GET judges HEAD too.
+    if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+        methods.push(Method::HEAD);
+    }
     MethodSet(Some(methods))
 }
 
@@ -1181,6 +1265,29 @@ fn compile_policy(
                 c.error(at, key.to_string(), "a public route reads no token: remove providers, token_query_param and token_cookie");
             }
             Some(Policy::Public)
+        }
+        (RawPolicy::Deny, None) => {
+            if r.providers.is_some()
+                || r.token_query_param.is_some()
+                || r.token_cookie.is_some()
+                || !r.claim_headers.is_empty()
+                || r.strip_authorization
+                || !r.upgrades.is_empty()
+            {
+                c.error(at, key.to_string(), "a policy: deny route reads no token and forwards nothing: remove providers, token_query_param, token_cookie, claim_headers, strip_authorization and upgrades");
+            }
+            match r.deny_status {
+                None | Some(403) => Some(Policy::Deny(DenyAs::Forbidden)),
+                Some(404) => Some(Policy::Deny(DenyAs::NotFound)),
+                Some(other) => {
+                    c.error(
+                        at,
+                        format!("{key}.deny_status"),
+                        format!("expected 403 or 404, found {other}"),
+                    );
+                    None
+                }
+            }
         }
         (RawPolicy::Optional, None) => Some(Policy::Optional),
         (RawPolicy::Authenticated, None) => Some(Policy::Authenticated(None)),

@@ -24,7 +24,7 @@ pub fn lint(
     anonymous(routes, c);
     claim_types(routes, c);
     for (i, upstream) in upstreams.iter().enumerate() {
-        if !routes.iter().any(|r| r.upstream == i) {
+        if !routes.iter().any(|r| r.upstream == Some(i)) {
             let at = raw.upstreams.get(&*upstream.name).map(|s| &s.referenced);
             c.warnings.push(Diagnostic::new(
                 &c.file,

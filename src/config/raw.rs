@@ -7,7 +7,9 @@ use serde_saphyr::Spanned;
 
 use super::values::{Duration, Text};
 use crate::proxy::client::Balance;
-use crate::routes::path::{DotSegments, EmptySegments, EncodedSlash, PathParameters};
+use crate::routes::path::{
+    DotSegments, EmptySegments, EncodedSlash, PathParameters, WindowsSegments,
+};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -46,6 +48,7 @@ pub struct RawPaths {
     pub empty_segments: Option<EmptySegments>,
     pub encoded_slash: Option<EncodedSlash>,
     pub path_parameters: Option<PathParameters>,
+    pub windows_segments: Option<WindowsSegments>,
     pub case_sensitive: Option<bool>,
 }
 
@@ -85,6 +88,10 @@ pub struct RawServer {
     pub access_log: Option<bool>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Extra headers removed from requests of peers outside `trusted_proxies`, besides the
+    /// built-in look-alike forwarding headers.
+    #[serde(default)]
+    pub spoofable_headers: Vec<String>,
     pub token_cache: Option<RawTokenCache>,
 }
 
@@ -198,8 +205,11 @@ pub struct RawRoute {
     pub prefix: Option<String>,
     pub methods: Option<Vec<String>>,
     pub case_sensitive: Option<bool>,
-    pub upstream: String,
+    /// Required, except on `policy: deny` routes.
+    pub upstream: Option<String>,
     pub policy: Option<RawPolicy>,
+    /// Status of a `policy: deny` route: 403 (default) or 404.
+    pub deny_status: Option<u16>,
     pub providers: Option<Vec<String>>,
     pub require: Option<Spanned<RawCondition>>,
     #[serde(default)]
@@ -211,6 +221,9 @@ pub struct RawRoute {
     pub max_body_bytes: Option<u64>,
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// Close an upgraded connection when the token that opened it expires.
+    #[serde(default)]
+    pub close_at_token_expiry: bool,
     /// Removed from the start of the path before forwarding.
     pub strip_prefix: Option<String>,
     /// Put in front of the path before forwarding (after `strip_prefix`).
@@ -223,6 +236,7 @@ pub enum RawPolicy {
     Public,
     Optional,
     Authenticated,
+    Deny,
 }
 
 /// One claim condition: a combinator (`all`, `any`, `not`) or one claim with exactly one

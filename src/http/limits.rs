@@ -72,11 +72,21 @@ pub fn check_head(uri: &Uri, max_uri_bytes: usize) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// Applies a route's body limit: a declared `Content-Length` above it is refused at once (413);
+/// The `Content-Length` the client declared (hyper has refused conflicting or malformed ones).
+/// Read before the header rewrite, so nothing a client sends can hide it from the body limit.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Applies a route's body limit: a declared length above it is refused at once (413);
 /// otherwise the body is counted as it streams and the upstream request is aborted when it
-/// passes the limit. A body known to be empty becomes `Empty`.
+/// passes the limit, so a cut body is never sent as a complete one. A body known to be empty
+/// becomes `Empty`.
 pub fn limit_body(
-    headers: &HeaderMap,
+    declared: Option<u64>,
     body: Incoming,
     max_body_bytes: Option<u64>,
 ) -> Result<RequestBody, RequestError> {
@@ -86,10 +96,6 @@ pub fn limit_body(
     let Some(max) = max_body_bytes else {
         return Ok(RequestBody::Streamed(body));
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max) {
         return Err(RequestError::BodyTooLarge);
     }

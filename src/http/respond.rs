@@ -81,6 +81,27 @@ pub fn rejection(err: &RequestError) -> Rejection {
             Challenge::None,
             "the route does not allow this method",
         ),
+        RequestError::BadMethod => Rejection::new(
+            S::BAD_REQUEST,
+            "bad_method",
+            Challenge::None,
+            "methods are case-sensitive upper-case tokens",
+        ),
+        RequestError::TooManyHeaders => Rejection::new(
+            S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            Challenge::None,
+            "the request has more header fields than allowed",
+        ),
+        RequestError::AmbiguousHeader(detail) => {
+            Rejection::new(S::BAD_REQUEST, "ambiguous_header", Challenge::None, detail)
+        }
+        RequestError::RuleDenied => Rejection::new(
+            S::FORBIDDEN,
+            "denied_by_rule",
+            Challenge::None,
+            "a rule denies this request",
+        ),
         RequestError::AmbiguousPath(detail) => {
             Rejection::new(S::BAD_REQUEST, "ambiguous_path", Challenge::None, detail)
         }
@@ -138,6 +159,12 @@ pub fn rejection(err: &RequestError) -> Rejection {
             Challenge::None,
             "the upstream connection failed",
         ),
+        RequestError::Upstream(UpstreamError::BadUpgrade) => Rejection::new(
+            S::BAD_GATEWAY,
+            "upstream_bad_upgrade",
+            Challenge::None,
+            "the upstream switched to a protocol that was not asked for",
+        ),
         RequestError::Upstream(UpstreamError::Timeout) => Rejection::new(
             S::GATEWAY_TIMEOUT,
             "upstream_timeout",
@@ -173,6 +200,9 @@ fn token_rejection(e: TokenError) -> Rejection {
         T::BadTimeClaim => "invalid_time_claim",
         T::MissingAudience => "missing_audience",
         T::AudienceMismatch => "audience_mismatch",
+        T::UnsupportedScheme => "unsupported_scheme",
+        T::TypeNotAllowed => "type_not_allowed",
+        T::ClientMismatch => "client_mismatch",
     };
     Rejection::invalid_token(code, token_detail(e))
 }
@@ -202,6 +232,9 @@ fn token_detail(e: TokenError) -> &'static str {
         T::BadTimeClaim => "a token time claim is not a number",
         T::MissingAudience => "the token has no audience",
         T::AudienceMismatch => "the token audience is not accepted",
+        T::UnsupportedScheme => "only Bearer tokens are accepted here",
+        T::TypeNotAllowed => "the token type is not accepted",
+        T::ClientMismatch => "the token was issued to another client",
     }
 }
 
@@ -399,6 +432,9 @@ mod tests {
             MissingAudience,
             AudienceMismatch,
             BadIssuer,
+            UnsupportedScheme,
+            TypeNotAllowed,
+            ClientMismatch,
         ] {
             let r = token_rejection(e);
             assert!(!r.detail.contains(['"', '\\']), "{e:?}");

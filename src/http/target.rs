@@ -11,25 +11,32 @@ use crate::routes::path::{self, PathOptions};
 
 /// The host and path a request is routed on.
 #[derive(Debug, Clone)]
-pub struct Target<'r> {
+pub struct Target<'u, 'a> {
     /// Host name without port or trailing dot, as sent (compared case-insensitively); `None`
-    /// when the request names none.
-    pub host: Option<&'r str>,
+    /// when the request names none. Borrowed from the URI or the headers.
+    pub host: Option<&'a str>,
     /// The `Host` value to forward: the `Host` header, else the request target's authority.
     pub host_header: Option<HeaderValue>,
-    /// The normalised path: matched, and forwarded.
-    pub path: Cow<'r, str>,
+    /// The normalised path: matched, and forwarded. Borrowed from the URI only, so the headers
+    /// can be rewritten while it is in use.
+    pub path: Cow<'u, str>,
 }
 
 /// Reads the target of a request. The host comes from the request target's authority
 /// (absolute-form or HTTP/2 `:authority`), else from `Host`; more than one `Host`, or a `Host`
 /// that names another host than the authority, is refused, so the host routed on is the host
-/// the backend sees.
-pub fn read<'r>(
-    uri: &'r Uri,
-    headers: &'r HeaderMap,
+/// the backend sees. An authority with userinfo (`user@host`) is refused too (RFC 9110 §4.2.4,
+/// RFC 9113 §8.3.1).
+pub fn read<'u: 'a, 'h: 'a, 'a>(
+    uri: &'u Uri,
+    headers: &'h HeaderMap,
     options: &PathOptions,
-) -> Result<Target<'r>, RequestError> {
+) -> Result<Target<'u, 'a>, RequestError> {
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(RequestError::BadHost(
+            "the request target carries userinfo (user@host)",
+        ));
+    }
     let mut hosts = headers.get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
@@ -153,6 +160,13 @@ mod tests {
                 Ok(Some("api.example.com")),
             ),
             ("http://api.example.com/x", &["admin.example.com"], Err(())),
+            ("http://evil@api.example.com/x", &[], Err(())),
+            (
+                "http://evil@api.example.com/x",
+                &["api.example.com"],
+                Err(()),
+            ),
+            ("http://u:p@api.example.com/x", &[], Err(())),
         ];
         for (uri, headers, want) in cases {
             let got = read_host(uri, headers).map_err(|_| ());

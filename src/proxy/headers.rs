@@ -9,11 +9,13 @@ use super::forwarded::{
     self, Hop, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 
+use crate::error::RequestError;
 use crate::routes::Route;
 use crate::token::Claims;
+use crate::token::extract::{self, Presented, Source};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9113 §8.2.2), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -22,12 +24,53 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Headers that a `Connection` list can never remove: framing and the host the request was
+/// routed on (a header a rule reads is kept too, see `sanitize_request`).
+const NOT_REMOVABLE_BY_CONNECTION: [HeaderName; 3] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+];
+
+/// The forwarding headers the gateway sets itself; client spellings of them with `_` are
+/// always removed (a backend such as Django or Rails reads `X_Forwarded_For` as the same).
+const SET_BY_GATEWAY: [HeaderName; 5] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    header::FORWARDED,
+    X_REQUEST_ID,
+];
+
+/// Look-alikes of forwarding headers that frameworks and servers believe (client address,
+/// original URL, method override, scheme): removed from requests of peers outside
+/// `trusted_proxies`, in any `_`/`-` spelling. `server.spoofable_headers` adds to it.
+pub const LOOKALIKE_HEADERS: [&str; 15] = [
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "front-end-https",
+    "x-forwarded-protocol",
 ];
 
 /// Headers a route may not fill from a claim: hop-by-hop, framing, and the ones the gateway
 /// manages itself.
 pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
+        || SET_BY_GATEWAY.contains(name)
         || [
             header::UPGRADE,
             header::HOST,
@@ -35,11 +78,6 @@ pub fn is_reserved_for_injection(name: &HeaderName) -> bool {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             header::COOKIE,
-            header::FORWARDED,
-            X_FORWARDED_FOR,
-            X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            X_REQUEST_ID,
         ]
         .contains(name)
 }
@@ -52,36 +90,147 @@ pub struct ForwardContext {
     pub request_id: HeaderValue,
 }
 
-/// Rewrites request headers in place for the upstream.
-/// `identity` lists every header any route of the config fills from claims: client copies of
-/// them are removed on every route, public ones included.
-pub fn rewrite_request(
+/// Names the rewrite removes or protects, compiled once per config.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderRules {
+    /// Every header some route fills from claims: client copies go on every route.
+    pub identity: Vec<HeaderName>,
+    /// Look-alike forwarding headers removed from untrusted peers (built-in list + config).
+    pub spoofable: Vec<HeaderName>,
+}
+
+/// Step 9a, before the claim policy reads any header: removes hop-by-hop headers (a
+/// `Connection` list cannot remove framing, `Host` or a header `route` binds), client copies of
+/// identity headers, look-alike forwarding headers from untrusted peers and the `_` spellings of
+/// every protected name; joins HTTP/2 `cookie` crumbs (RFC 9113 §8.2.3). A header the route
+/// binds that is present twice, in any spelling, is refused: the policy reads what is forwarded.
+pub fn sanitize_request(
     headers: &mut HeaderMap,
     route: &Route,
-    identity: &[HeaderName],
+    rules: &HeaderRules,
+    trusted_peer: bool,
+) -> Result<(), RequestError> {
+    remove_hop_by_hop(headers, &route.bound_headers);
+    join_cookie_crumbs(headers);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let text = name.as_str();
+        let folded = text.contains('_');
+        let is = |h: &HeaderName| {
+            if folded {
+                same_header_name(text, h.as_str())
+            } else {
+                h == name
+            }
+        };
+        if route.bound_headers.iter().any(|h| h == name) {
+            if headers.get_all(name).iter().nth(1).is_some() {
+                return Err(RequestError::AmbiguousHeader(
+                    "a header the route reads is present more than once",
+                ));
+            }
+            continue;
+        }
+        if folded && let Some(bound) = route.bound_headers.iter().find(|h| is(h)) {
+            if headers.contains_key(bound) {
+                return Err(RequestError::AmbiguousHeader(
+                    "a header the route reads is also sent with _ in its name",
+                ));
+            }
+            doomed.push(name.clone());
+            continue;
+        }
+        let remove = rules.identity.iter().any(is)
+            || (folded && SET_BY_GATEWAY.iter().any(is))
+            || (!trusted_peer && rules.spoofable.iter().any(is));
+        if remove {
+            doomed.push(name.clone());
+        }
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+    Ok(())
+}
+
+/// Step 9b, on routes that read tokens: the only credential forwarded is the token that was
+/// verified, as `Authorization: Bearer <token>` when it came in that header and the route keeps
+/// it. Any other `Authorization` (Basic, or one left over while the token came from a cookie or
+/// query) is removed, and so is the route's token cookie unless it carried the verified token;
+/// `strip_authorization` removes the token wherever it came from. Decided while the token is
+/// borrowed from the headers, applied once they may change.
+pub fn credentials_plan<'r>(
+    headers: &HeaderMap,
+    route: &'r Route,
+    presented: Presented<'_>,
+) -> CredentialsPlan<'r> {
+    let strip = route.strip_authorization;
+    let authorization = match presented {
+        Presented::Token(token, Source::Header) if !strip => {
+            let canonical = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .is_some_and(|rest| rest == token.as_bytes());
+            if canonical {
+                AuthorizationPlan::Keep
+            } else {
+                // Same token, one spelling: `Bearer` and a single space.
+                HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_or(AuthorizationPlan::Remove, AuthorizationPlan::Replace)
+            }
+        }
+        _ => AuthorizationPlan::Remove,
+    };
+    let cookie = route
+        .token_sources
+        .cookie
+        .as_deref()
+        .filter(|_| strip || presented.source() != Some(Source::Cookie));
+    CredentialsPlan {
+        authorization,
+        cookie,
+    }
+}
+
+/// What step 9b does to `Authorization` and the token cookie.
+#[derive(Debug)]
+pub struct CredentialsPlan<'r> {
+    authorization: AuthorizationPlan,
+    /// The token cookie to remove.
+    cookie: Option<&'r str>,
+}
+
+#[derive(Debug)]
+enum AuthorizationPlan {
+    Keep,
+    Replace(HeaderValue),
+    Remove,
+}
+
+impl CredentialsPlan<'_> {
+    pub fn apply(self, headers: &mut HeaderMap) {
+        match self.authorization {
+            AuthorizationPlan::Keep => {}
+            AuthorizationPlan::Replace(value) => {
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            AuthorizationPlan::Remove => {
+                headers.remove(header::AUTHORIZATION);
+            }
+        }
+        if let Some(name) = self.cookie {
+            remove_cookie(headers, name);
+        }
+    }
+}
+
+/// Step 9c: claim headers, `X-Forwarded-*`/`Forwarded` for this hop and `X-Request-Id`.
+pub fn inject(
+    headers: &mut HeaderMap,
+    route: &Route,
     claims: Option<&Claims>,
     ctx: ForwardContext,
 ) {
-    remove_hop_by_hop(headers);
-    // Client copies of injected headers go, whatever their case or `_`/`-` spelling, also when
-    // the request is anonymous or the route public: a backend must be able to trust them.
-    if !identity.is_empty() {
-        let spoofed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| {
-                identity
-                    .iter()
-                    .any(|h| same_header_name(name.as_str(), h.as_str()))
-            })
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(name);
-        }
-    }
-    if route.strip_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
     if let Some(claims) = claims {
         for injected in &route.claim_headers {
             if let Some(value) = injected.claim.lookup(claims).and_then(claim_header_value) {
@@ -95,7 +244,7 @@ pub fn rewrite_request(
 
 /// Removes hop-by-hop headers from an upstream response.
 pub fn rewrite_response(headers: &mut HeaderMap) {
-    remove_hop_by_hop(headers);
+    remove_hop_by_hop(headers, &[]);
 }
 
 /// Puts back the two hop-by-hop headers an upgrade needs (`Upgrade: <protocol>`,
@@ -105,10 +254,11 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
-/// Removes the hop-by-hop headers and those the `Connection` header names, except `Host`.
-/// One pass over the names finds what to remove, so a message without any (most requests;
-/// responses with just `Connection: keep-alive`) costs no hashed lookups beyond that.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop headers and those the `Connection` header names, except framing,
+/// `Host` and `keep`. One pass over the names finds what to remove, so a message without any
+/// (most requests; responses with just `Connection: keep-alive`) costs no hashed lookups
+/// beyond that.
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep: &[HeaderName]) {
     let is_hop = |name: &HeaderName| *name == header::UPGRADE || HOP_BY_HOP.contains(name);
     if !headers.keys().any(is_hop) {
         return;
@@ -125,13 +275,65 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .keys()
         .filter(|name| {
             is_hop(name)
-                || (**name != header::HOST
+                || (!NOT_REMOVABLE_BY_CONNECTION.contains(name)
+                    && !keep.contains(name)
                     && listed.iter().any(|t| t.eq_ignore_ascii_case(name.as_str())))
         })
         .cloned()
         .collect();
     for name in doomed {
         headers.remove(name);
+    }
+}
+
+/// HTTP/2 may split `cookie` into several fields; an HTTP/1.1 backend must get one, joined
+/// with `; ` (RFC 9113 §8.2.3).
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.nth(1).is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Removes every cookie named `name` (compared as `extract` compares names) from `Cookie`.
+fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let Some(value) = headers.get(header::COOKIE) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+        // A route that reads cookies refused non-UTF-8 ones already; elsewhere, drop them all.
+        headers.remove(header::COOKIE);
+        return;
+    };
+    if !text
+        .split(';')
+        .any(|pair| extract::is_cookie_named(pair, name))
+    {
+        return;
+    }
+    let kept: Vec<&str> = text
+        .split(';')
+        .filter(|pair| !extract::is_cookie_named(pair, name))
+        .map(|pair| pair.trim_matches([' ', '\t']))
+        .filter(|pair| !pair.is_empty())
+        .collect();
+    match HeaderValue::from_str(&kept.join("; ")) {
+        Ok(value) if !kept.is_empty() => {
+            headers.insert(header::COOKIE, value);
+        }
+        _ => {
+            headers.remove(header::COOKIE);
+        }
     }
 }
 
@@ -271,7 +473,7 @@ mod tests {
                     HeaderValue::from_static(value),
                 );
             }
-            remove_hop_by_hop(&mut h);
+            remove_hop_by_hop(&mut h, &[]);
             let got: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
             assert_eq!(&got, left, "{sent:?}");
         }

@@ -52,6 +52,18 @@ pub enum PathParameters {
     Strip,
 }
 
+/// What to do with a segment that ends in `.` or a space (`/admin.`, `/admin%20`), which
+/// IIS and other Windows servers strip, so that `/admin.` reaches `/admin` there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowsSegments {
+    /// Refuse the path (default).
+    #[default]
+    Reject,
+    /// Match and forward it as it is.
+    Keep,
+}
+
 /// How paths are normalised; one setting per config (`paths:`), applied before matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PathOptions {
@@ -59,6 +71,7 @@ pub struct PathOptions {
     pub empty_segments: EmptySegments,
     pub encoded_slash: EncodedSlash,
     pub path_parameters: PathParameters,
+    pub windows_segments: WindowsSegments,
 }
 
 /// Normalises an origin-form path. Percent-encoded unreserved characters (RFC 3986 §2.3:
@@ -108,6 +121,11 @@ pub fn normalize<'p>(path: &'p str, options: &PathOptions) -> Result<Cow<'p, str
             }
             _ => {}
         }
+        if options.windows_segments == WindowsSegments::Reject
+            && (segment.ends_with('.') || segment.ends_with("%20"))
+        {
+            return Err("path segment ends in a dot or a space (Windows servers strip them)");
+        }
         if options.encoded_slash == EncodedSlash::Keep
             && segment
                 .split("%2F")
@@ -139,6 +157,8 @@ fn is_plain(path: &str) -> bool {
             b'%' | b';' | b'\\' => return false,
             b if b < 0x20 || b == 0x7f => return false,
             b'/' if prev == b'/' => return false,
+            // A segment ending in `.` (`/admin.`) takes the careful path.
+            b'.' if matches!(bytes.get(i + 1), None | Some(b'/')) => return false,
             b'.' if prev == b'/' => {
                 let rest = &bytes[i + 1..];
                 if rest.is_empty()
@@ -239,6 +259,19 @@ pub fn decode_param(segment: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
+/// `path` without `prefix` when `prefix` is a whole-segment prefix of it (`/api` of `/api` and
+/// `/api/x`, never of `/apiary`).
+pub fn strip_segments<'p>(path: &'p str, prefix: &str, case_sensitive: bool) -> Option<&'p str> {
+    let head = path.get(..prefix.len())?;
+    let same = if case_sensitive {
+        head == prefix
+    } else {
+        head.eq_ignore_ascii_case(prefix)
+    };
+    let rest = path.get(prefix.len()..)?;
+    (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +296,6 @@ mod tests {
             ("/file%2etxt", "/file.txt"),
             ("/..foo", "/..foo"),
             ("/a/.hidden", "/a/.hidden"),
-            ("/a/...", "/a/..."),
             ("/public/../admin", "/admin"),
             ("/public/./x", "/public/x"),
             ("/public/..", "/"),
@@ -301,12 +333,31 @@ mod tests {
             "/a%zz",
             "/a%252e",
             "/a%7f",
+            // Windows servers strip a trailing dot or space from a segment.
+            "/admin.",
+            "/admin./x",
+            "/admin%20",
+            "/admin%20/x",
+            "/a/...",
+            "/x/file%2e",
+            "/x/file%2E/",
         ];
         for path in refused {
             assert!(
                 normalize(path, &opts()).is_err(),
                 "{path} should be refused"
             );
+        }
+        let keep = PathOptions {
+            windows_segments: WindowsSegments::Keep,
+            ..opts()
+        };
+        for (path, want) in [
+            ("/admin.", "/admin."),
+            ("/admin%20/x", "/admin%20/x"),
+            ("/a/...", "/a/..."),
+        ] {
+            assert_eq!(normalize(path, &keep).as_deref(), Ok(want), "{path}");
         }
     }
 

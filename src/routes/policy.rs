@@ -21,6 +21,31 @@ pub enum Policy {
     Optional,
     /// A valid token is required; with `Some`, its claims must also satisfy the condition.
     Authenticated(Option<Condition>),
+    /// Refused outright, before any token is read; nothing is forwarded.
+    Deny(DenyAs),
+}
+
+/// How a `policy: deny` route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyAs {
+    /// 403 `denied_by_rule` (default).
+    Forbidden,
+    /// 404 `no_route`, exactly as if no route matched.
+    NotFound,
+}
+
+impl Policy {
+    /// The policy's name in the config, for `check` and `explain`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Policy::Public => "public",
+            Policy::Optional => "optional",
+            Policy::Authenticated(None) => "authenticated",
+            Policy::Authenticated(Some(_)) => "authenticated, with claim rules",
+            Policy::Deny(DenyAs::Forbidden) => "deny (403)",
+            Policy::Deny(DenyAs::NotFound) => "deny (404)",
+        }
+    }
 }
 
 /// A claim condition tree, compiled from the route's `require`.
@@ -226,6 +251,26 @@ impl Trace for () {
 }
 
 impl Condition {
+    /// Every request header the condition reads (`{header: NAME}` bindings), each once.
+    pub fn bound_headers(&self, out: &mut Vec<HeaderName>) {
+        match self {
+            Condition::All(parts) | Condition::Any(parts) => {
+                parts.iter().for_each(|p| p.bound_headers(out))
+            }
+            Condition::Not(inner) => inner.bound_headers(out),
+            Condition::Claim {
+                test:
+                    ClaimTest::Equals(Operand::Header(h)) | ClaimTest::Contains(Operand::Header(h)),
+                ..
+            } => {
+                if !out.contains(h) {
+                    out.push(h.clone());
+                }
+            }
+            Condition::Claim { .. } => {}
+        }
+    }
+
     /// Evaluates the condition against verified claims and the request.
     pub fn evaluate(&self, claims: &Claims, facts: &RequestFacts<'_>) -> Result<(), Denial> {
         self.evaluate_traced(claims, facts, &mut (), 0)
@@ -382,14 +427,25 @@ fn compare_numbers(a: &serde_json::Number, b: &serde_json::Number) -> Option<Ord
     }
 }
 
-/// A claim equals request text when it is a string with that text or an integer spelled so.
+/// A claim equals request text when it is a string with that text or an integer whose
+/// canonical decimal spelling it is (`42`, never `+42`, `042` or `-0`): a backend that reads the
+/// text as it is must see the same value the rule compared.
 fn text_eq(claim: &Value, text: &str) -> bool {
     match claim {
         Value::String(s) => s == text,
-        Value::Number(n) if n.is_i64() => text.parse::<i64>().ok() == n.as_i64(),
-        Value::Number(n) if n.is_u64() => text.parse::<u64>().ok() == n.as_u64(),
+        Value::Number(n) if n.is_i64() || n.is_u64() => {
+            canonical_integer(text) && n.to_string() == text
+        }
         _ => false,
     }
+}
+
+/// `0`, or an optional `-` and digits without a leading zero.
+fn canonical_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" && digits.len() == text.len() || !digits.starts_with('0'))
 }
 
 impl fmt::Display for Operand {
@@ -654,6 +710,24 @@ mod tests {
                 &empty,
                 Err(Denial::ClaimMismatch),
             ),
+        ];
+        // An integer claim matches only its canonical decimal spelling.
+        let cases: Vec<Case> = cases
+            .into_iter()
+            .chain(
+                ["+42", "042", "42.0", "%2042", "0x2a", "-0", "--42", "42e0"].map(|p| {
+                    (
+                        "uid",
+                        Box::leak(format!("/users/{p}/orgs/acme").into_boxed_str()) as &str,
+                        Equals(param("id", 0)),
+                        &empty,
+                        Err(Denial::ClaimMismatch),
+                    )
+                }),
+            )
+            .collect();
+        let mut cases = cases;
+        cases.extend(vec![
             (
                 "flag",
                 "/users/true/orgs/acme",
@@ -710,7 +784,7 @@ mod tests {
                 &headers,
                 Ok(()),
             ),
-        ];
+        ]);
         for (path, request_path, test, headers, want) in cases {
             let facts = RequestFacts {
                 path: request_path,

@@ -203,7 +203,8 @@ pub fn verify_once(
     })
 }
 
-fn unix_now() -> f64 {
+/// Seconds since the Unix epoch, as the time claims count them.
+pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
