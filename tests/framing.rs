@@ -258,3 +258,45 @@ async fn route_body_limit_is_413_without_buffering() {
     assert_eq!(response.status(), 200);
     assert_eq!(upstream.requests().last().unwrap().body.len(), 5000);
 }
+
+/// A body the client sends in two parts, the limit falling between them: the declared length
+/// is read before the header rewrite (so `Connection: content-length` cannot hide it), and a
+/// chunked body cut at the limit is never forwarded as a complete one.
+#[tokio::test]
+async fn an_over_limit_body_is_never_forwarded_cut_short() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, upstream) = gateway().await;
+    let heads = [
+        "POST /small HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\nContent-Length: 1200\r\n\r\n",
+        "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for (i, head) in heads.iter().enumerate() {
+        let chunked = i == 1;
+        let part = |n: usize| {
+            if chunked {
+                format!("{n:x}\r\n{}\r\n", "p".repeat(n))
+            } else {
+                "p".repeat(n)
+            }
+        };
+        let mut stream = tokio::net::TcpStream::connect(gw.addr(0)).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(part(800).as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut rest = part(400);
+        if chunked {
+            rest.push_str("0\r\n\r\n");
+        }
+        let _ = stream.write_all(rest.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut out)).await;
+        let response = String::from_utf8_lossy(&out);
+        assert!(response.starts_with("HTTP/1.1 413"), "{head}: {response}");
+        let cut = upstream
+            .requests()
+            .into_iter()
+            .filter(|r| r.body_complete && !r.body.is_empty() && r.body.len() < 1200)
+            .count();
+        assert_eq!(cut, 0, "{head}: a cut body was forwarded as complete");
+    }
+}

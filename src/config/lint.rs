@@ -9,6 +9,9 @@ use serde_json::Value;
 use super::diagnostic::{Collector, Diagnostic};
 use super::raw::RawConfig;
 use crate::proxy::client::Upstream;
+use http::Method;
+
+use crate::routes::matcher::{HostPattern, PathMatcher, Segment};
 use crate::routes::policy::{ClaimTest, Condition, Operand, Policy};
 use crate::routes::{Route, RouteTable};
 
@@ -19,8 +22,10 @@ pub fn lint(
     raw: &RawConfig,
     c: &mut Collector,
 ) {
+    fall_through(routes, c);
     let routes = routes.routes();
     shadowed(routes, c);
+    subject_across_providers(routes, raw.providers.len(), c);
     anonymous(routes, c);
     claim_types(routes, c);
     for (i, upstream) in upstreams.iter().enumerate() {
@@ -83,7 +88,9 @@ fn shadowed(routes: &[Route], c: &mut Collector) {
             } else if let Some(theirs) = &earlier.methods.0 {
                 taken.extend(theirs.iter().map(|m| m.as_str()));
             }
-            if !taken.is_empty() {
+            // `policy: deny` for the methods the routes before it leave is the recommended fix
+            // for fall-through, not a mistake.
+            if !taken.is_empty() && !matches!(later.policy, Policy::Deny(_)) {
                 c.warnings.push(at_route(
                     later,
                     ".methods",
@@ -117,6 +124,253 @@ fn covers_paths(a: &Route, b: &Route) -> bool {
         a.path.shape(false) == b.path.shape(false)
     } else {
         false
+    }
+}
+
+/// How much a policy asks: a weaker route taking a request that a stricter route's path names
+/// is how rules are bypassed. Two different claim conditions are not ordered (`None`).
+fn strength(policy: &Policy) -> u8 {
+    match policy {
+        Policy::Public => 0,
+        Policy::Optional => 1,
+        Policy::Authenticated(None) => 2,
+        Policy::Authenticated(Some(_)) => 3,
+        Policy::Deny(_) => 4,
+    }
+}
+
+/// Paths a route names, for the fall-through simulation: its exact path, its prefix and one
+/// path below it, its template with every parameter filled in.
+fn sample_paths(route: &Route) -> Vec<String> {
+    match &route.path {
+        PathMatcher::Exact(p) => vec![p.clone()],
+        PathMatcher::Prefix(p) if p.is_empty() => Vec::new(),
+        PathMatcher::Prefix(p) => vec![p.clone(), format!("{p}/x")],
+        PathMatcher::Template(t) => {
+            let mut path = String::new();
+            for segment in &t.segments {
+                path.push('/');
+                match segment {
+                    Segment::Literal(l) => path.push_str(l),
+                    Segment::Param(_) => path.push('1'),
+                }
+            }
+            if path.is_empty() {
+                path.push('/');
+            }
+            let mut out = vec![path.clone()];
+            if t.rest.is_some() {
+                out.push(format!("{}/x", path.trim_end_matches('/')));
+            }
+            out
+        }
+    }
+}
+
+/// Hosts to try a route's paths with: its own (one name per pattern), and for a route without
+/// `host` also every host other routes name (a host-scoped route outranks it there).
+fn sample_hosts(route: &Route, all: &[Route]) -> Vec<Option<String>> {
+    let name = |h: &HostPattern| match h {
+        HostPattern::Exact(e) => e.clone(),
+        HostPattern::Suffix(s) => format!("a{s}"),
+    };
+    if !route.hosts.0.is_empty() {
+        return route.hosts.0.iter().map(|h| Some(name(h))).collect();
+    }
+    let mut out = vec![None];
+    for h in all.iter().flat_map(|r| &r.hosts.0) {
+        let h = Some(name(h));
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// Runs the real route selection on the requests each route names — its paths, the same paths
+/// in upper case, its host and other routes' hosts, its methods and the common ones it leaves
+/// out — and warns where such a request is taken by a route with a weaker policy that forwards
+/// to the same upstream: a method falling through to a broader route, a template outranking a
+/// prefix, a host-scoped route outranking a host-less one, or letter case alone separating two
+/// routes while the backend may not care about case.
+fn fall_through(table: &RouteTable, c: &mut Collector) {
+    const COMMON: [Method; 8] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ];
+    let routes = table.routes();
+    for strict in routes {
+        if strength(&strict.policy) == 0
+            || strict.upstream.is_none() && !matches!(strict.policy, Policy::Deny(_))
+        {
+            continue;
+        }
+        let own: Vec<Method> = match &strict.methods.0 {
+            Some(list) => list.clone(),
+            None => COMMON.to_vec(),
+        };
+        let others: Vec<Method> = match &strict.methods.0 {
+            Some(list) => COMMON
+                .iter()
+                .filter(|m| !list.contains(m))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut reported: Vec<*const Route> = Vec::new();
+        for host in sample_hosts(strict, routes) {
+            for path in sample_paths(strict) {
+                let uppers = upper_case_tails(&path);
+                let mut tries: Vec<(&Method, &str, Finding)> = Vec::new();
+                if let Some(m) = own.first() {
+                    tries.push((m, &path, Finding::SameMethod));
+                    if strict.case_sensitive {
+                        for upper in &uppers {
+                            tries.push((m, upper, Finding::Case));
+                        }
+                    }
+                }
+                for m in &others {
+                    tries.push((m, &path, Finding::OtherMethod));
+                }
+                let mut methods: Vec<(&Route, Finding, Vec<&str>, &str)> = Vec::new();
+                for (method, sample, finding) in tries {
+                    let Ok(taker) = table.find(method, host.as_deref(), sample) else {
+                        continue;
+                    };
+                    let weaker = strength(&taker.policy) < strength(&strict.policy);
+                    let same_backend = taker.upstream.is_some()
+                        && (taker.upstream == strict.upstream || strict.upstream.is_none());
+                    // A route of the same host and path shape splits the methods on purpose.
+                    let same_shape = same_hosts(taker, strict)
+                        && covers_paths(taker, strict)
+                        && covers_paths(strict, taker);
+                    if std::ptr::eq(taker, strict) || !weaker || !same_backend || same_shape {
+                        continue;
+                    }
+                    if reported.contains(&(taker as *const Route)) {
+                        continue;
+                    }
+                    match methods
+                        .iter_mut()
+                        .find(|(r, f, _, _)| std::ptr::eq(*r, taker) && *f == finding)
+                    {
+                        Some((_, _, list, _)) => list.push(method.as_str()),
+                        None => methods.push((taker, finding, vec![method.as_str()], sample)),
+                    }
+                }
+                for (taker, finding, list, sample) in methods {
+                    reported.push(taker as *const Route);
+                    let on = match &host {
+                        Some(h) => format!("{h} {path}"),
+                        None => path.clone(),
+                    };
+                    let message = match finding {
+                        Finding::OtherMethod => format!(
+                            "{} {on} falls through to route at {} (policy {}); list every method this path serves in methods, or add a policy: deny route for the path",
+                            list.join(","),
+                            place(taker),
+                            taker.policy.describe(),
+                        ),
+                        Finding::SameMethod if host.is_some() && strict.hosts.0.is_empty() => {
+                            format!(
+                                "{} {on} is taken by host-scoped route at {} (policy {}), which forwards to the same upstream; give this route the host too, or send that host to another upstream",
+                                list.join(","),
+                                place(taker),
+                                taker.policy.describe(),
+                            )
+                        }
+                        Finding::SameMethod => format!(
+                            "{} {on} is taken by route at {} (policy {}), which is more specific for this path (a template outranks a prefix); make this route an exact path or template too, or narrow the other one",
+                            list.join(","),
+                            place(taker),
+                            taker.policy.describe(),
+                        ),
+                        Finding::Case => format!(
+                            "only letter case separates this route from route at {} (policy {}): {} {} reaches it, and many backends match paths in any case; set case_sensitive: false on this route",
+                            place(taker),
+                            taker.policy.describe(),
+                            list.join(","),
+                            sample,
+                        ),
+                    };
+                    c.warnings.push(at_route(strict, "", message));
+                }
+            }
+        }
+    }
+}
+
+/// `path` with its last one, two, … segments in upper case (`/api/ADMIN`, `/API/ADMIN`): a
+/// broader route's prefix may keep its own case while the rest differs.
+fn upper_case_tails(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cut = path.len();
+    while let Some(slash) = path[..cut].rfind('/') {
+        let candidate = format!("{}{}", &path[..slash], path[slash..].to_ascii_uppercase());
+        if candidate != path && !out.contains(&candidate) {
+            out.push(candidate);
+        }
+        if slash == 0 {
+            break;
+        }
+        cut = slash;
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finding {
+    SameMethod,
+    OtherMethod,
+    Case,
+}
+
+/// `sub` is unique only per issuer: a route that binds it to the request, or sends it to the
+/// backend as the user's id, while accepting tokens of several providers lets one issuer's
+/// `alice` act as another's.
+fn subject_across_providers(routes: &[Route], providers: usize, c: &mut Collector) {
+    for route in routes {
+        let accepted = route.providers.as_ref().map_or(providers, Vec::len);
+        if accepted < 2 {
+            continue;
+        }
+        let mut binds = false;
+        if let Policy::Authenticated(Some(condition)) = &route.policy {
+            let mut leaves = Vec::new();
+            collect_leaves(condition, &mut leaves);
+            binds = leaves.iter().any(|(path, test)| {
+                *path == "sub"
+                    && matches!(
+                        test,
+                        ClaimTest::Equals(Operand::Param { .. } | Operand::Header(_))
+                            | ClaimTest::Contains(Operand::Param { .. } | Operand::Header(_))
+                    )
+            });
+        }
+        let sends_sub = route
+            .claim_headers
+            .iter()
+            .any(|h| h.claim.as_str() == "sub");
+        let sends_iss = route
+            .claim_headers
+            .iter()
+            .any(|h| h.claim.as_str() == "iss");
+        if binds || (sends_sub && !sends_iss) {
+            c.warnings.push(at_route(
+                route,
+                "",
+                format!(
+                    "uses sub while accepting tokens of {accepted} providers: sub is unique only per issuer; restrict providers, or add a claim header such as X-User-Issuer: iss and key users by both"
+                ),
+            ));
+        }
     }
 }
 
@@ -270,5 +524,115 @@ fn collect_leaves<'c>(condition: &'c Condition, out: &mut Vec<(&'c str, &'c Clai
         }
         Condition::Not(inner) => collect_leaves(inner, out),
         Condition::Claim { path, test } => out.push((path.as_str(), test)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The warnings `check` prints for a config with these routes (one upstream `app`, a second
+    /// `static`, two providers).
+    fn warnings(routes: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/certs/demo-signing-key.pub.pem"
+        );
+        let yaml = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: http://127.0.0.1:9\n  static:\n    url: http://127.0.0.1:9\nproviders:\n  - name: a\n    issuer: https://a.example\n    audiences: [api]\n    algorithms: [RS256]\n    public_keys: [{{file: {key}}}]\n  - name: b\n    issuer: https://b.example\n    audiences: [api]\n    algorithms: [RS256]\n    public_keys: [{{file: {key}}}]\nroutes:\n{routes}"
+        );
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        config.warnings.iter().map(|w| w.message.clone()).collect()
+    }
+
+    #[test]
+    fn fall_through_table() {
+        // (routes, text, whether some warning contains it)
+        let cases: &[(&str, &str, bool)] = &[
+            // A method the strict route leaves out falls through to a broader weaker route.
+            (
+                "  - {name: admin, prefix: /admin, methods: [GET, POST], upstream: app, require: {claim: roles, contains: admin}}\n  - {name: site, prefix: /, upstream: app, policy: public}\n  - {name: s, prefix: /s, upstream: static, policy: public}\n",
+                "PUT,PATCH,DELETE,OPTIONS,TRACE /admin falls through to route at",
+                true,
+            ),
+            // The fix: a deny route for the path (and no complaint about the deny route).
+            (
+                "  - {name: admin, prefix: /admin, methods: [GET, POST], upstream: app, require: {claim: roles, contains: admin}}\n  - {name: admin-rest, prefix: /admin, policy: deny}\n  - {name: site, prefix: /, upstream: app, policy: public}\n  - {name: s, prefix: /s, upstream: static, policy: public}\n",
+                "/admin",
+                false,
+            ),
+            // A weaker route to another upstream is no bypass of this backend.
+            (
+                "  - {name: admin, prefix: /admin, methods: [GET], upstream: app}\n  - {name: site, prefix: /, upstream: static, policy: public}\n",
+                "falls through",
+                false,
+            ),
+            // Methods split between two routes of one path on purpose.
+            (
+                "  - {name: read, prefix: /docs, methods: [GET], upstream: app}\n  - {name: write, prefix: /docs, methods: [POST], upstream: app, require: {claim: roles, contains: editor}}\n",
+                "falls through",
+                false,
+            ),
+            // Only case separates the two while case_sensitive is on.
+            (
+                "  - {name: admin, prefix: /api/admin, upstream: app, require: {claim: roles, contains: admin}}\n  - {name: api, prefix: /api, upstream: app}\n  - {name: s, prefix: /s, upstream: static, policy: public}\n",
+                "only letter case separates this route from route at",
+                true,
+            ),
+            (
+                "  - {name: admin, prefix: /api/admin, case_sensitive: false, upstream: app, require: {claim: roles, contains: admin}}\n  - {name: api, prefix: /api, upstream: app}\n  - {name: s, prefix: /s, upstream: static, policy: public}\n",
+                "letter case",
+                false,
+            ),
+            // A template outranks a prefix.
+            (
+                "  - {name: area-admin, prefix: /area/admin, upstream: app, require: {claim: roles, contains: admin}}\n  - {name: area, path: '/area/{section}', upstream: app, policy: public}\n  - {name: s, prefix: /s, upstream: static, policy: public}\n",
+                "(a template outranks a prefix)",
+                true,
+            ),
+            // A host-scoped weaker route on the same upstream.
+            (
+                "  - {name: admin, prefix: /admin, upstream: app, require: {claim: roles, contains: admin}}\n  - {name: www, host: www.example.com, prefix: /, upstream: app, policy: public}\n  - {name: s, prefix: /s, upstream: static, policy: public}\n",
+                "www.example.com /admin is taken by host-scoped route at",
+                true,
+            ),
+        ];
+        for (routes, text, want) in cases {
+            let found = warnings(routes);
+            let got = found
+                .iter()
+                .any(|w| w.contains(text) && !w.contains("unused"));
+            assert_eq!(got, *want, "{routes}\n{text:?} in {found:#?}");
+        }
+    }
+
+    #[test]
+    fn subject_across_providers_table() {
+        let cases: &[(&str, bool)] = &[
+            (
+                "  - {name: me, path: '/users/{id}', upstream: app, require: {claim: sub, equals: {param: id}}}\n",
+                true,
+            ),
+            (
+                "  - {name: me, path: '/users/{id}', upstream: app, providers: [a], require: {claim: sub, equals: {param: id}}}\n",
+                false,
+            ),
+            (
+                "  - {name: me, prefix: /me, upstream: app, claim_headers: {X-User: sub}}\n",
+                true,
+            ),
+            (
+                "  - {name: me, prefix: /me, upstream: app, claim_headers: {X-User: sub, X-Issuer: iss}}\n",
+                false,
+            ),
+        ];
+        for (routes, want) in cases {
+            let found = warnings(routes);
+            let got = found
+                .iter()
+                .any(|w| w.contains("sub is unique only per issuer"));
+            assert_eq!(got, *want, "{routes}\n{found:#?}");
+        }
     }
 }

@@ -314,6 +314,8 @@ pub struct Recorded {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Whether the body arrived to its end (a body cut off mid-way is recorded as empty).
+    pub body_complete: bool,
     pub version: http::Version,
     /// Over TLS: the SNI the client sent and whether it presented a certificate.
     pub sni: Option<String>,
@@ -373,11 +375,9 @@ impl TestUpstream {
                         async move {
                             let version = req.version();
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let collected = body.collect().await.map(|b| b.to_bytes());
+                            let body_complete = collected.is_ok();
+                            let body = collected.unwrap_or_default();
                             log.lock().unwrap().push(Recorded {
                                 method: parts.method.to_string(),
                                 target: parts
@@ -386,6 +386,7 @@ impl TestUpstream {
                                     .map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
                                 headers: parts.headers,
                                 body: body.clone(),
+                                body_complete,
                                 version,
                                 sni,
                                 client_cert,
