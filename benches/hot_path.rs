@@ -49,6 +49,8 @@ fn provider(keys: Vec<VerifyKey>, algorithms: Vec<Algorithm>) -> Providers {
         keys: Arc::new(ProviderKeys::local(keys)),
         leeway: 30,
         require_exp: true,
+        types: None,
+        clients: None,
     }])
 }
 

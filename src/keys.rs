@@ -113,12 +113,12 @@ fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn signature::Veri
 const MAX_SIGNATURE_BYTES: usize = 1024;
 
 impl VerifyKey {
-    /// An HMAC key.
-    pub fn secret(secret: &[u8], kid: Option<String>) -> VerifyKey {
+    /// An HMAC key; with `alg`, it verifies only that algorithm (a JWK's `alg`).
+    pub fn secret(secret: &[u8], kid: Option<String>, alg: Option<Algorithm>) -> VerifyKey {
         VerifyKey {
             kid,
             kind: KeyKind::Hmac,
-            alg: None,
+            alg,
             material: Material::Secret(DecodingKey::from_secret(secret)),
         }
     }
@@ -218,8 +218,9 @@ impl KeySet {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
-    /// The keys to try for a token: the one with its `kid`, which must fit `alg`; without a kid,
-    /// the first few keys that fit `alg`.
+    /// The keys to try for a token: the one with its `kid`, which must fit `alg`. Without a
+    /// kid: the only key of a one-key set, else only keys that have no kid themselves (a few at
+    /// most) — never every key of the set, which would let one token try each in turn.
     pub fn candidates(
         &self,
         kid: Option<&str>,
@@ -241,10 +242,11 @@ impl KeySet {
                 }
             }
             None => {
+                let single = self.keys.len() == 1;
                 let fitting: Vec<_> = self
                     .keys
                     .iter()
-                    .filter(|k| k.fits(alg))
+                    .filter(|k| (single || k.kid.is_none()) && k.fits(alg))
                     .take(MAX_KEYS_WITHOUT_KID)
                     .collect();
                 if fitting.is_empty() {
@@ -305,8 +307,25 @@ mod tests {
         assert_eq!(count(Some("ec"), ES256), Ok(1));
         assert_eq!(count(Some("ec"), ES384), Err(KeyMiss::Mismatch));
         assert_eq!(count(Some("nope"), RS256), Err(KeyMiss::Unknown));
-        assert_eq!(count(None, RS256), Ok(2));
+        // Without a kid, only the keys without one.
+        assert_eq!(count(None, RS256), Ok(1));
         assert_eq!(count(None, PS256), Ok(1));
+        assert_eq!(count(None, ES256), Err(KeyMiss::Unknown));
         assert_eq!(count(None, EdDSA), Err(KeyMiss::Unknown));
+        // A one-key set: that key, kid or not.
+        let one = KeySet::new(vec![key(Some("only"), KeyKind::EcP256, None)]);
+        assert_eq!(one.candidates(None, ES256).map(|c| c.len()), Ok(1));
+        assert_eq!(
+            one.candidates(None, RS256).map(|c| c.len()),
+            Err(KeyMiss::Unknown)
+        );
+    }
+
+    #[test]
+    fn hmac_key_alg_is_honoured() {
+        let key = VerifyKey::secret(b"0123456789abcdef0123456789abcdef", None, Some(HS256));
+        assert!(key.fits(HS256));
+        assert!(!key.fits(HS512));
+        assert!(VerifyKey::secret(b"k", None, None).fits(HS512));
     }
 }

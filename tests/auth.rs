@@ -17,6 +17,8 @@ struct Setup {
     hs: TestKey,
     pem_rsa: TestKey,
     pem_ec: TestKey,
+    /// Configured without a kid.
+    no_kid: TestKey,
 }
 
 const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
@@ -33,6 +35,8 @@ async fn setup() -> Setup {
     let hs = TestKey::hmac("hs-1", HMAC_SECRET);
     let pem_rsa = TestKey::rsa("pem-rsa");
     let pem_ec = TestKey::ec256("pem-ec");
+    let no_kid = TestKey::ec384("none");
+    work.write("no-kid.pem", &no_kid.spki_pem());
     work.jwks("jwks.json", &[&rsa, &ec256, &ec384, &ed]);
     work.write("rsa.pem", &pem_rsa.spki_pem());
     work.write("ec.pem", &pem_ec.spki_pem());
@@ -57,6 +61,8 @@ providers:
       - file: ec.pem
         kid: pem-ec
         algorithm: ES256
+      - file: no-kid.pem
+        algorithm: ES384
     hmac_secret:
       file: hmac.secret
       kid: hs-1
@@ -83,6 +89,7 @@ routes:
         hs,
         pem_rsa,
         pem_ec,
+        no_kid,
     }
 }
 
@@ -127,9 +134,13 @@ async fn every_algorithm_family_is_accepted() {
         );
         assert_eq!(s.upstream.count(), i + 1, "{alg} reached the upstream");
     }
-    // A token without kid is tried against the keys that fit its alg.
-    let no_kid = mint_with(&s.ec384, "ES384", json!({"kid": null}), &c);
+    // A token without kid is tried only against keys without one, never every key that fits.
+    let no_kid = mint_with(&s.no_kid, "ES384", json!({"kid": null}), &c);
     assert_eq!(send(&s, &no_kid).await.0, 200);
+    let kid_key_without_kid = mint_with(&s.ec384, "ES384", json!({"kid": null}), &c);
+    // (Tried against the kid-less ES384 key only, so its signature does not verify.)
+    let (status, reason, _) = send(&s, &kid_key_without_kid).await;
+    assert_eq!((status, reason.as_str()), (401, "bad_signature"));
     // Audience given as an array with one accepted value.
     let aud_list = mint(
         &s.rsa,

@@ -79,6 +79,10 @@ routes:
     require:
       claim: uid
       equals: {param: id}
+  - name: strict
+    prefix: /strict
+    upstream: app
+    providers: [strict]
   - name: upload
     prefix: /upload
     upstream: app
@@ -89,17 +93,18 @@ routes:
 struct Setup {
     gw: TestGateway,
     upstream: TestUpstream,
-    alice: String,
-    admin: String,
-    expired: String,
-    forged: String,
+    /// Placeholder → token.
+    tokens: Vec<(&'static str, String)>,
 }
 
 async fn setup() -> Setup {
     let work = Workdir::new();
     let key = TestKey::rsa("rsa-1");
     let stranger = TestKey::rsa("rsa-1");
-    work.jwks("jwks.json", &[&key]);
+    let second = TestKey::rsa("rsa-2");
+    let strict_key = TestKey::ec256("ec-1");
+    work.jwks("jwks.json", &[&key, &second]);
+    work.jwks("strict.json", &[&strict_key]);
     let upstream = TestUpstream::start().await;
     work.write("rules.yaml", RULES);
     let yaml = format!(
@@ -117,6 +122,13 @@ providers:
     audiences: [{AUDIENCE}]
     algorithms: [RS256]
     jwks_file: jwks.json
+  - name: strict
+    issuer: https://strict.test
+    audiences: [{AUDIENCE}]
+    algorithms: [ES256]
+    jwks_file: strict.json
+    types: [at+jwt]
+    clients: [web]
 rule_files: [rules.yaml]
 "#,
         upstream = upstream.url(),
@@ -142,13 +154,65 @@ rule_files: [rules.yaml]
         "RS256",
         &claims_with(json!({"roles": ["admin"]})),
     );
+    let mut tokens = vec![
+        ("{alice}", alice),
+        ("{admin}", admin),
+        ("{expired}", expired),
+        ("{forged}", forged),
+    ];
+    // 13. Smaller token items.
+    let strict_claims =
+        |client: &str| claims_with(json!({"iss": "https://strict.test", "client_id": client}));
+    let at_jwt = json!({"typ": "at+jwt"});
+    tokens.extend([
+        (
+            "{no_kid}",
+            mint_with(&second, "RS256", json!({"kid": null}), &claims()),
+        ),
+        (
+            "{crit_null}",
+            mint_header(
+                &key,
+                "RS256",
+                &json!({"alg": "RS256", "kid": "rsa-1", "crit": null}),
+                &claims(),
+            ),
+        ),
+        (
+            "{jwk_null}",
+            mint_header(
+                &key,
+                "RS256",
+                &json!({"alg": "RS256", "kid": "rsa-1", "jwk": null}),
+                &claims(),
+            ),
+        ),
+        (
+            "{at_web}",
+            mint_with(&strict_key, "ES256", at_jwt.clone(), &strict_claims("web")),
+        ),
+        (
+            "{at_app_typ}",
+            mint_with(
+                &strict_key,
+                "ES256",
+                json!({"typ": "application/AT+JWT"}),
+                &strict_claims("web"),
+            ),
+        ),
+        (
+            "{jwt_web}",
+            mint_with(&strict_key, "ES256", json!({}), &strict_claims("web")),
+        ),
+        (
+            "{at_mobile}",
+            mint_with(&strict_key, "ES256", at_jwt, &strict_claims("mobile")),
+        ),
+    ]);
     Setup {
         gw,
         upstream,
-        alice,
-        admin,
-        expired,
-        forged,
+        tokens,
     }
 }
 
@@ -484,6 +548,56 @@ const ROWS: &[Row] = &[
         "claim_mismatch",
         Nothing,
     ),
+    // 13. Smaller token items.
+    row(
+        "a token without kid is not tried against keys that have one",
+        "GET /auth/x HTTP/1.1\nAuthorization: Bearer {no_kid}",
+        401,
+        "unknown_key",
+        Nothing,
+    ),
+    row(
+        "crit: null is refused like crit",
+        "GET /auth/x HTTP/1.1\nAuthorization: Bearer {crit_null}",
+        401,
+        "unsupported_crit",
+        Nothing,
+    ),
+    row(
+        "jwk: null is refused like jwk",
+        "GET /auth/x HTTP/1.1\nAuthorization: Bearer {jwk_null}",
+        401,
+        "embedded_key",
+        Nothing,
+    ),
+    row(
+        "typ at+jwt from an accepted client",
+        "GET /strict/x HTTP/1.1\nAuthorization: Bearer {at_web}",
+        200,
+        "",
+        One(&[Target("/strict/x")]),
+    ),
+    row(
+        "typ application/at+jwt in any case",
+        "GET /strict/x HTTP/1.1\nAuthorization: Bearer {at_app_typ}",
+        200,
+        "",
+        One(&[Target("/strict/x")]),
+    ),
+    row(
+        "typ JWT where at+jwt is required",
+        "GET /strict/x HTTP/1.1\nAuthorization: Bearer {jwt_web}",
+        401,
+        "type_not_allowed",
+        Nothing,
+    ),
+    row(
+        "a client the provider does not accept",
+        "GET /strict/x HTTP/1.1\nAuthorization: Bearer {at_mobile}",
+        401,
+        "client_mismatch",
+        Nothing,
+    ),
     // 12. Windows segments.
     row(
         "a segment ending in a dot",
@@ -503,11 +617,11 @@ const ROWS: &[Row] = &[
 
 impl Setup {
     fn fill(&self, text: &str) -> String {
-        text.replace("{alice}", &self.alice)
-            .replace("{admin}", &self.admin)
-            .replace("{expired}", &self.expired)
-            .replace("{forged}", &self.forged)
-            .replace("{host}", &self.gw.addr(0).to_string())
+        let mut out = text.replace("{host}", &self.gw.addr(0).to_string());
+        for (name, token) in &self.tokens {
+            out = out.replace(name, token);
+        }
+        out
     }
 }
 

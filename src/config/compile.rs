@@ -653,9 +653,54 @@ fn compile_providers(
             }),
             leeway,
             require_exp: p.require_exp.unwrap_or(true),
+            types: compile_list(
+                p.types.as_deref(),
+                &format!("{key}.types"),
+                "a typ value such as at+jwt",
+                at,
+                c,
+            )
+            .map(|list| {
+                list.iter()
+                    .map(|t| {
+                        let t = t.to_ascii_lowercase();
+                        t.strip_prefix("application/")
+                            .map(str::to_string)
+                            .unwrap_or(t)
+                    })
+                    .collect()
+            }),
+            clients: compile_list(
+                p.clients.as_deref(),
+                &format!("{key}.clients"),
+                "a client id (azp or client_id)",
+                at,
+                c,
+            ),
         });
     }
     out
+}
+
+/// An optional list that, when given, must hold one or more non-empty values.
+fn compile_list(
+    raw: Option<&[String]>,
+    key: &str,
+    what: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Option<Vec<String>> {
+    let list = raw?;
+    if list.is_empty() || list.iter().any(|v| v.trim().is_empty()) {
+        c.error(
+            at,
+            key,
+            format!(
+                "expected a list of one or more values, each {what}; omit the key to accept any"
+            ),
+        );
+    }
+    Some(list.to_vec())
 }
 
 /// The remote key source of a provider (`jwks_uri` or `discovery`), if it has one.

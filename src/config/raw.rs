@@ -159,6 +159,10 @@ pub struct RawProvider {
     pub hmac_secret: Option<RawSecret>,
     pub leeway: Option<Duration>,
     pub require_exp: Option<bool>,
+    /// Accepted header `typ` values (e.g. `[at+jwt]`, RFC 9068 §4); unset: any.
+    pub types: Option<Vec<String>>,
+    /// Accepted clients (`azp`, else `client_id`); unset: not checked.
+    pub clients: Option<Vec<String>>,
 }
 
 /// How keys fetched from `jwks_uri` or discovery are fetched and refreshed.

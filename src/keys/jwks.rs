@@ -161,7 +161,10 @@ fn key_from_jwk(jwk: RawJwk, allowed: &[Algorithm], symmetric: bool) -> Result<V
         ));
     }
     if kind == KeyKind::Hmac {
-        return Ok(VerifyKey::secret(&key, jwk.kid));
+        if alg.is_some_and(|a| !kind.fits(a)) {
+            return Err("an oct key's alg must be HS256, HS384 or HS512".into());
+        }
+        return Ok(VerifyKey::secret(&key, jwk.kid, alg));
     }
     // Parses the key for every algorithm it may verify: a point off the curve, or an `alg` of
     // another key kind, is refused there.

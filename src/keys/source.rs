@@ -66,7 +66,7 @@ pub fn hmac_key(secret: &[u8], kid: Option<String>) -> Result<VerifyKey, String>
             secret.len()
         ));
     }
-    Ok(VerifyKey::secret(secret, kid))
+    Ok(VerifyKey::secret(secret, kid, None))
 }
 
 /// Signs probes with jsonwebtoken and checks them through `VerifyKey::verify`, the path every
@@ -89,7 +89,11 @@ pub fn crypto_self_test() -> Result<(), &'static str> {
         Algorithm::HS256,
     )
     .map_err(|_| "HS256 signing failed")?;
-    check(&VerifyKey::secret(&secret, None), Algorithm::HS256, &sig)?;
+    check(
+        &VerifyKey::secret(&secret, None, None),
+        Algorithm::HS256,
+        &sig,
+    )?;
 
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;

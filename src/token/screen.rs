@@ -15,6 +15,8 @@ use crate::error::TokenError;
 pub struct UnverifiedHeader {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// `typ`, checked against the provider's `types` when it lists some.
+    pub typ: Option<String>,
 }
 
 /// A token that passed the screen: its parts, its header and its claims, none of them verified.
@@ -49,15 +51,29 @@ impl UnverifiedToken<'_> {
     }
 }
 
+/// The header as sent. `crit` and the key parameters count when present with any value,
+/// `null` included: a verifier that reads `"crit": null` as absent and one that refuses it
+/// must not disagree about the same token.
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
     kid: Option<String>,
-    crit: Option<Vec<String>>,
-    jwk: Option<IgnoredAny>,
-    jku: Option<IgnoredAny>,
-    x5u: Option<IgnoredAny>,
-    x5c: Option<IgnoredAny>,
+    typ: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+}
+
+/// True for a field that is there, whatever its value (serde calls this only then).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A token whose form and header passed the screen; its payload is not read yet.
@@ -105,14 +121,18 @@ pub fn screen_header(token: &str, max_bytes: usize) -> Result<ScreenedHeader<'_>
         .alg
         .parse()
         .map_err(|_| TokenError::UnsupportedAlgorithm)?;
-    if raw.crit.is_some() {
+    if raw.crit {
         return Err(TokenError::UnsupportedCrit);
     }
-    if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
+    if raw.jwk || raw.jku || raw.x5u || raw.x5c {
         return Err(TokenError::EmbeddedKey);
     }
     Ok(ScreenedHeader {
-        header: UnverifiedHeader { alg, kid: raw.kid },
+        header: UnverifiedHeader {
+            alg,
+            kid: raw.kid,
+            typ: raw.typ,
+        },
         payload_b64,
         signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
         signature,
@@ -228,7 +248,23 @@ mod tests {
                 Err(TokenError::UnsupportedCrit),
             ),
             (
+                token(r#"{"alg":"RS256","crit":null}"#, ok_payload),
+                Err(TokenError::UnsupportedCrit),
+            ),
+            (
                 token(r#"{"alg":"RS256","jwk":{"kty":"oct"}}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
+            (
+                token(r#"{"alg":"RS256","jwk":null}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
+            (
+                token(r#"{"alg":"RS256","jku":null}"#, ok_payload),
+                Err(TokenError::EmbeddedKey),
+            ),
+            (
+                token(r#"{"alg":"RS256","x5c":null}"#, ok_payload),
                 Err(TokenError::EmbeddedKey),
             ),
             (

@@ -30,6 +30,12 @@ pub struct Provider {
     pub leeway: u64,
     /// Whether a token without `exp` is rejected (default yes).
     pub require_exp: bool,
+    /// Accepted header `typ` values, lower-case without `application/` (`at+jwt`); `None`:
+    /// any or none.
+    pub types: Option<Vec<String>>,
+    /// Accepted clients: the token's `azp`, else its `client_id`, must be one of them; `None`:
+    /// not checked.
+    pub clients: Option<Vec<String>>,
 }
 
 /// All providers of a config, found by issuer.
@@ -183,6 +189,15 @@ pub fn verify_once(
     if !provider.algorithms.contains(&alg) {
         return Err(TokenError::AlgorithmNotAllowed.into());
     }
+    if let Some(types) = &provider.types
+        && !unverified
+            .header
+            .typ
+            .as_deref()
+            .is_some_and(|t| types.iter().any(|want| same_media_type(t, want)))
+    {
+        return Err(TokenError::TypeNotAllowed.into());
+    }
     let keys = provider.keys.snapshot();
     match check_signature(&unverified, &keys.set) {
         Err(error @ (TokenError::UnknownKey | TokenError::KeysUnavailable)) => {
@@ -263,11 +278,35 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: f64) -> Result<f6
             .is_some_and(|a| provider.audiences.iter().any(|x| x == a))
     };
     match claims.get("aud") {
-        None | Some(Value::Null) => Err(TokenError::MissingAudience),
-        Some(aud @ Value::String(_)) if accepted(aud) => Ok(refuse_from),
-        Some(Value::Array(list)) if list.iter().any(accepted) => Ok(refuse_from),
-        Some(_) => Err(TokenError::AudienceMismatch),
+        None | Some(Value::Null) => return Err(TokenError::MissingAudience),
+        Some(aud @ Value::String(_)) if accepted(aud) => {}
+        Some(Value::Array(list)) if list.iter().any(accepted) => {}
+        Some(_) => return Err(TokenError::AudienceMismatch),
     }
+    if let Some(clients) = &provider.clients {
+        // `azp` (OpenID Connect) names the client the token was issued to; RFC 9068 and
+        // Cognito access tokens say `client_id`.
+        let client = match claims.get("azp").or_else(|| claims.get("client_id")) {
+            Some(Value::String(c)) => c,
+            _ => return Err(TokenError::ClientMismatch),
+        };
+        if !clients.iter().any(|c| c == client) {
+            return Err(TokenError::ClientMismatch);
+        }
+    }
+    Ok(refuse_from)
+}
+
+/// `typ` compared as RFC 7515 §4.1.9 says: case-insensitively, `application/` implied.
+fn same_media_type(typ: &str, want: &str) -> bool {
+    let short = |t: &str| {
+        let t = t.trim();
+        match t.get(..12) {
+            Some(head) if head.eq_ignore_ascii_case("application/") => t[12..].to_string(),
+            _ => t.to_string(),
+        }
+    };
+    short(typ).eq_ignore_ascii_case(&short(want))
 }
 
 /// A NumericDate claim: absent is `None`, a JSON number is its value, anything else an error
@@ -299,6 +338,51 @@ mod tests {
             keys: Arc::new(ProviderKeys::local(Vec::new())),
             leeway: 30,
             require_exp: true,
+            types: None,
+            clients: None,
+        }
+    }
+
+    #[test]
+    fn clients_and_types_table() {
+        let mut p = provider();
+        p.clients = Some(vec!["web".into()]);
+        let base = json!({"iss": "https://id.example", "aud": "api", "exp": 2e9});
+        let with = |patch: serde_json::Value| {
+            let mut c = base.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c.as_object().unwrap().clone()
+        };
+        let now = 1e9;
+        let cases = [
+            (json!({"azp": "web"}), Ok(())),
+            (json!({"client_id": "web"}), Ok(())),
+            (json!({"azp": "web", "client_id": "other"}), Ok(())),
+            (
+                json!({"azp": "other", "client_id": "web"}),
+                Err(TokenError::ClientMismatch),
+            ),
+            (
+                json!({"client_id": "mobile"}),
+                Err(TokenError::ClientMismatch),
+            ),
+            (json!({"client_id": 7}), Err(TokenError::ClientMismatch)),
+            (json!({}), Err(TokenError::ClientMismatch)),
+        ];
+        for (patch, want) in cases {
+            let got = check_claims(&with(patch.clone()), &p, now).map(|_| ());
+            assert_eq!(got, want, "{patch}");
+        }
+        for (typ, want, ok) in [
+            ("at+jwt", "at+jwt", true),
+            ("AT+JWT", "at+jwt", true),
+            ("application/at+jwt", "at+jwt", true),
+            ("JWT", "at+jwt", false),
+            ("jwt", "JWT", true),
+        ] {
+            assert_eq!(same_media_type(typ, want), ok, "{typ} {want}");
         }
     }
 
@@ -375,6 +459,7 @@ mod tests {
         let known = with_keys(vec![VerifyKey::secret(
             b"0123456789abcdef0123456789abcdef",
             Some("k1".into()),
+            None,
         )]);
         let empty = with_keys(Vec::new());
         let garbage = "not json";

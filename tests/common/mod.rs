@@ -228,6 +228,17 @@ pub fn mint_with(key: &TestKey, alg: &str, header_patch: Value, claims: &Value) 
     format!("{input}.{}", b64(&sig))
 }
 
+/// Signs `claims` under exactly this JOSE `header` (nulls kept).
+pub fn mint_header(key: &TestKey, alg: &str, header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(alg, input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}
+
 /// A valid token of `key` signed as `alg`.
 pub fn mint(key: &TestKey, alg: &str, claims: &Value) -> String {
     mint_with(key, alg, json!({}), claims)
