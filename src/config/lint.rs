@@ -223,21 +223,29 @@ fn fall_through(table: &RouteTable, c: &mut Collector) {
                 .collect(),
             None => Vec::new(),
         };
+        let deny = matches!(strict.policy, Policy::Deny(_));
         let mut reported: Vec<*const Route> = Vec::new();
         for host in sample_hosts(strict, routes) {
+            let own_host = strict.hosts.0.is_empty() == host.is_none();
             for path in sample_paths(strict) {
                 let uppers = upper_case_tails(&path);
                 let mut tries: Vec<(&Method, &str, Finding)> = Vec::new();
                 if let Some(m) = own.first() {
-                    tries.push((m, &path, Finding::SameMethod));
-                    if strict.case_sensitive {
+                    // A deny route is meant to catch what the routes around it leave: only
+                    // letter case can take its paths around it.
+                    if !deny {
+                        tries.push((m, &path, Finding::SameMethod));
+                    }
+                    if strict.case_sensitive && own_host {
                         for upper in &uppers {
                             tries.push((m, upper, Finding::Case));
                         }
                     }
                 }
-                for m in &others {
-                    tries.push((m, &path, Finding::OtherMethod));
+                if !deny {
+                    for m in &others {
+                        tries.push((m, &path, Finding::OtherMethod));
+                    }
                 }
                 let mut methods: Vec<(&Route, Finding, Vec<&str>, &str)> = Vec::new();
                 for (method, sample, finding) in tries {
@@ -247,10 +255,9 @@ fn fall_through(table: &RouteTable, c: &mut Collector) {
                     let weaker = strength(&taker.policy) < strength(&strict.policy);
                     let same_backend = taker.upstream.is_some()
                         && (taker.upstream == strict.upstream || strict.upstream.is_none());
-                    // A route of the same host and path shape splits the methods on purpose.
-                    let same_shape = same_hosts(taker, strict)
-                        && covers_paths(taker, strict)
-                        && covers_paths(strict, taker);
+                    // A route written for the same path shape splits the methods (or hosts)
+                    // on purpose; a broader path taking the request is what goes unnoticed.
+                    let same_shape = covers_paths(taker, strict) && covers_paths(strict, taker);
                     if std::ptr::eq(taker, strict) || !weaker || !same_backend || same_shape {
                         continue;
                     }
@@ -293,10 +300,11 @@ fn fall_through(table: &RouteTable, c: &mut Collector) {
                             taker.policy.describe(),
                         ),
                         Finding::Case => format!(
-                            "only letter case separates this route from route at {} (policy {}): {} {} reaches it, and many backends match paths in any case; set case_sensitive: false on this route",
+                            "only letter case separates this route from route at {} (policy {}): {} {}{} reaches it, and many backends match paths in any case; set case_sensitive: false on this route",
                             place(taker),
                             taker.policy.describe(),
                             list.join(","),
+                            host.as_deref().map(|h| format!("{h} ")).unwrap_or_default(),
                             sample,
                         ),
                     };
