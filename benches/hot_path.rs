@@ -44,7 +44,7 @@ fn provider(keys: Vec<VerifyKey>, algorithms: Vec<Algorithm>) -> Providers {
     Providers::new(vec![Provider {
         name: "bench".into(),
         issuer: ISSUER.into(),
-        audiences: vec![AUDIENCE.into()],
+        audiences: Some(vec![AUDIENCE.into()]),
         algorithms,
         keys: Arc::new(ProviderKeys::local(keys)),
         leeway: 30,

@@ -96,7 +96,8 @@ enum Command {
 
 pub fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Held until the end of main: flushes what is still queued.
+    let _logs = init_logging(cli.log_format);
     match cli.command {
         Command::Check {
             config,
@@ -135,17 +136,48 @@ pub fn main() -> Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Lines queued for stderr; past this, new lines are dropped (and counted) rather than making
+/// a request wait for a reader of stderr that has stopped reading.
+const LOG_QUEUE_LINES: usize = 16_384;
+
+/// Log lines go to stderr through a bounded, lossy queue and one writer thread, so a stalled
+/// log consumer never stops a worker. Dropped lines are counted and reported once the queue
+/// drains again.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("portcullis-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let _ = std::thread::Builder::new()
+        .name("portcullis-log-drops".into())
+        .spawn(move || {
+            let mut reported = 0;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                let now = dropped.dropped_lines();
+                if now > reported {
+                    tracing::warn!(
+                        dropped_lines = now - reported,
+                        total_dropped_lines = now,
+                        "log lines dropped: stderr was not read fast enough"
+                    );
+                    reported = now;
+                }
+            }
+        });
+    guard
 }
 
 /// The main thread's runtime: single-threaded; `server::start` adds one thread with a runtime of
@@ -232,7 +264,9 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
             "  {}: iss {} aud [{}] alg [{}] keys: {}, leeway {}s",
             p.name,
             p.issuer,
-            p.audiences.join(", "),
+            p.audiences
+                .as_deref()
+                .map_or("none (not checked)".to_string(), |a| a.join(", ")),
             algs.join(", "),
             p.keys.describe(),
             p.leeway
@@ -352,8 +386,8 @@ async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path)
         .providers
         .list()
         .first()
-        .map(|p| (p.issuer.clone(), p.audiences[0].clone()))
-        .context("the demo config has no provider")?;
+        .and_then(|p| Some((p.issuer.clone(), p.audiences.as_ref()?.first()?.clone())))
+        .context("the demo config has no provider with an audience")?;
     let minter = demo::Minter::from_pem_file(signing_key, "demo-rsa-1", &issuer.0, &issuer.1)
         .map_err(|e| {
             anyhow::anyhow!(

@@ -6,25 +6,35 @@
 //! ```text
 //!  1 accept: connection cap, idle / first-byte deadlines server.rs, server/idle.rs
 //!  2 TLS handshake with deadline, ALPN h2 / http/1.1     tls.rs, server.rs
-//!  3 HTTP parse with limits; URI length; snapshot; id    server.rs, http/limits.rs, state.rs
+//!  3 HTTP parse with limits; snapshot; id               server.rs, state.rs, http/service.rs
+//!    authorize (http/pipeline.rs), steps 3–9:
+//!  3 URI length, method case, header count               http/limits.rs
 //!    host and path read once (matched = forwarded)       http/target.rs, routes/path.rs
 //!  4 route match: host + path + method, most specific    routes.rs, routes/matcher.rs
 //!  5 token extract: one Authorization, Bearer scheme     token/extract.rs
 //!  6 cheap screen: size, two dots, alg, crit, jwk/jku    token/screen.rs
 //!  7 verify: provider by iss, key by kid, claims          token/verify.rs, keys.rs
-//!  8 claim policy (claims, path params, headers)         routes/policy.rs
-//!  9 header rewrite: hop-by-hop out, claims, Forwarded   proxy/headers.rs, proxy/forwarded.rs
+//!  9a header cleaning: hop-by-hop, spoofed, credentials  proxy/headers.rs
+//!  8 claim policy (claims, path params, clean headers)   routes/policy.rs
+//!  9c claim headers, Forwarded, request id               proxy/headers.rs, proxy/forwarded.rs
+//!    dispatch (http/pipeline.rs), step 10:
 //! 10 forward to a healthy target, body limit, retries    proxy/forward.rs, proxy/client.rs
-//!    upgrades (WebSocket) joined after a 101             proxy/upgrade.rs
+//!    upgrades (WebSocket) joined after a right 101       proxy/upgrade.rs
 //! 11 every error → one response; one access line          http/respond.rs, http/service.rs
 //! ```
 //!
-//! `portcullis explain` (explain.rs) runs steps 3–11 through the same functions, traced.
+//! `portcullis explain` (explain.rs) runs `authorize` with an observer that records each step.
 //!
-//! A `public` route skips steps 5–8.
+//! A `public` route skips steps 5–8; a `deny` route stops at 4.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
+// No panic reachable from input: outside tests, unwrap/expect/panic are refused by clippy; the
+// few invariants that remain say why in an `#[allow]` next to them.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod config;
 pub mod demo;

@@ -152,3 +152,54 @@ async fn run_serves_and_drains_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// A log consumer that stops reading never stops serving: the binary runs with its stderr piped
+/// and never read while 300 requests with 8 KiB paths (far more than a pipe holds as access
+/// lines) are served.
+#[tokio::test]
+async fn a_stalled_log_reader_does_not_stop_serving() {
+    let upstream = TestUpstream::start().await;
+    let work = Workdir::new();
+    let path = work.write(
+        "run.yaml",
+        &format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    policy: public\n    upstream: app\n",
+            upstream.url()
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the gateway exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("address=") {
+            let rest = &line[at + "address=".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // From here on nobody reads stderr: the pipe (64 KiB) fills after a few lines.
+    let long = "a".repeat(8000);
+    let http = client();
+    let served = tokio::time::timeout(Duration::from_secs(60), async {
+        for i in 0..300 {
+            let r = http
+                .get(format!("http://{addr}/{long}/{i}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "serving stopped while stderr was not read");
+    drop(lines);
+}

@@ -79,7 +79,7 @@ async fn rotation_is_picked_up_on_first_use_of_the_new_kid() {
 }
 
 #[tokio::test]
-async fn unknown_kid_flood_causes_at_most_one_fetch() {
+async fn unknown_kid_flood_stays_within_the_refetch_budget() {
     let k1 = TestKey::ec256("k1");
     let s = gateway(TestJwks::start(&[&k1]).await, "", "").await;
     let valid = mint(&k1, "ES256", &claims());
@@ -102,12 +102,85 @@ async fn unknown_kid_flood_causes_at_most_one_fetch() {
         let (status, reason, _) = done.unwrap();
         assert_eq!((status, reason.as_str()), (401, "unknown_key"));
     }
+    // One at start-up, then at most the burst (3) plus one per refill (10 s) elapsed.
     assert!(
-        s.jwks.fetches() <= 2,
+        s.jwks.fetches() <= 1 + 3 + 1,
         "{} fetches for a random-kid flood",
         s.jwks.fetches()
     );
     assert_eq!(s.upstream.count(), 1);
+}
+
+/// 10,000 distinct random kids cause at most `burst + elapsed / refill` fetches, and the
+/// valid traffic in between is served.
+#[tokio::test]
+async fn ten_thousand_random_kids_cost_at_most_the_budget() {
+    let k1 = TestKey::ec256("k1");
+    let s = gateway(
+        TestJwks::start(&[&k1]).await,
+        "      unknown_kid_burst: 3\n      unknown_kid_refill: 1s",
+        "",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let claims = claims();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..20 {
+        let url = s.gw.url(0, "/api/x");
+        let tokens: Vec<String> = (0..500)
+            .map(|i| {
+                mint_with(
+                    &k1,
+                    "ES256",
+                    json!({"kid": format!("stray-{w}-{i}")}),
+                    &claims,
+                )
+            })
+            .collect();
+        workers.spawn(async move {
+            let http = client();
+            for token in tokens {
+                let r = http.get(&url).bearer_auth(token).send().await.unwrap();
+                assert_eq!(r.status(), 401);
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs();
+    let fetches = s.jwks.fetches() - 1;
+    eprintln!("10,000 random kids in {elapsed} s: {fetches} fetch(es)");
+    assert!(
+        fetches as u64 <= 3 + elapsed + 1,
+        "{fetches} fetches for 10,000 random kids in {elapsed} s"
+    );
+    assert_eq!(status(&s, &mint(&k1, "ES256", &claims)).await.0, 200);
+}
+
+/// A stray kid that keeps coming (an old client, a staging token) is fetched for once; a kid
+/// the IdP publishes afterwards is still picked up at its first use.
+#[tokio::test]
+async fn stray_kids_do_not_hold_back_a_rotation() {
+    let (k1, k2) = (TestKey::ec256("k1"), TestKey::ec256("k2"));
+    let s = gateway(TestJwks::start(&[&k1]).await, "", "").await;
+    let stray = mint_with(&k1, "ES256", json!({"kid": "staging-1"}), &claims());
+    for _ in 0..5 {
+        assert_eq!(status(&s, &stray).await, (401, "unknown_key".to_string()));
+    }
+    assert_eq!(
+        s.jwks.fetches(),
+        2,
+        "a repeated stray kid is fetched for once"
+    );
+    s.jwks.set_keys(&[&k1, &k2]);
+    let started = std::time::Instant::now();
+    assert_eq!(status(&s, &mint(&k2, "ES256", &claims())).await.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(s.jwks.fetches(), 3);
+    // The stray kid stays refused without another fetch.
+    assert_eq!(status(&s, &stray).await.0, 401);
+    assert_eq!(s.jwks.fetches(), 3);
 }
 
 #[tokio::test]

@@ -18,7 +18,8 @@ use serde_saphyr::{Location, Spanned};
 
 use super::diagnostic::Collector;
 use super::raw::{
-    RawCondition, RawConfig, RawPaths, RawPolicy, RawProvider, RawRoute, RawUpstream, StringOrList,
+    RawAudiences, RawCondition, RawConfig, RawPaths, RawPolicy, RawProvider, RawRoute, RawUpstream,
+    StringOrList,
 };
 use super::rule_files::RuleFile;
 use super::{Config, ConfigErrors, ListenerSpec, ServerSettings};
@@ -588,13 +589,20 @@ fn compile_providers(
                 format!("issuer {:?} is configured twice", p.issuer.as_str()),
             );
         }
-        if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
-            c.error(
-                at,
-                format!("{key}.audiences"),
-                "expected a list of one or more accepted aud values",
-            );
-        }
+        let audiences = match &p.audiences {
+            RawAudiences::List(list) if !list.is_empty() && !list.iter().any(String::is_empty) => {
+                Some(list.clone())
+            }
+            RawAudiences::Keyword(word) if word == "none" => None,
+            _ => {
+                c.error(
+                    at,
+                    format!("{key}.audiences"),
+                    "expected a list of one or more accepted aud values, or none for tokens without aud (then bind the client with clients)",
+                );
+                None
+            }
+        };
         let mut algorithms = Vec::new();
         for (j, name) in p.algorithms.iter().enumerate() {
             match name.parse::<Algorithm>() {
@@ -643,7 +651,7 @@ fn compile_providers(
         out.push(Provider {
             name: p.name.as_str().into(),
             issuer: p.issuer.0.clone(),
-            audiences: p.audiences.clone(),
+            audiences,
             algorithms,
             keys: Arc::new(match remote {
                 Some((fetcher, settings)) => {
@@ -744,6 +752,13 @@ fn compile_remote(
             raw.and_then(|r| r.unknown_kid_cooldown.as_ref()),
             d.unknown_kid_cooldown,
         ),
+        unknown_kid_burst: raw
+            .and_then(|r| r.unknown_kid_burst)
+            .unwrap_or(d.unknown_kid_burst),
+        unknown_kid_refill: pick(
+            raw.and_then(|r| r.unknown_kid_refill.as_ref()),
+            d.unknown_kid_refill,
+        ),
         fail_fast: raw.is_some_and(|r| r.fail_fast),
     };
     let k = format!("{key}.remote_keys");
@@ -756,6 +771,20 @@ fn compile_remote(
     }
     if settings.min_refresh < std::time::Duration::from_secs(1) {
         c.error(at, format!("{k}.min_refresh"), "expected at least 1s");
+    }
+    if settings.unknown_kid_burst > 100 {
+        c.error(
+            at,
+            format!("{k}.unknown_kid_burst"),
+            "expected at most 100 (0 turns unknown-kid fetches off)",
+        );
+    }
+    if settings.unknown_kid_refill < std::time::Duration::from_millis(100) {
+        c.error(
+            at,
+            format!("{k}.unknown_kid_refill"),
+            "expected at least 100ms",
+        );
     }
     if settings.max_refresh < settings.min_refresh {
         c.error(

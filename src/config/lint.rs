@@ -26,6 +26,7 @@ pub fn lint(
     let routes = routes.routes();
     shadowed(routes, c);
     subject_across_providers(routes, raw.providers.len(), c);
+    unbound_audience(routes, raw, c);
     anonymous(routes, c);
     claim_types(routes, c);
     for (i, upstream) in upstreams.iter().enumerate() {
@@ -376,6 +377,50 @@ fn subject_across_providers(routes: &[Route], providers: usize, c: &mut Collecto
                 "",
                 format!(
                     "uses sub while accepting tokens of {accepted} providers: sub is unique only per issuer; restrict providers, or add a claim header such as X-User-Issuer: iss and key users by both"
+                ),
+            ));
+        }
+    }
+}
+
+/// A provider with `audiences: none` accepts tokens issued to any application of the issuer:
+/// the client must be bound somewhere, by `clients` or by every route that takes its tokens.
+fn unbound_audience(routes: &[Route], raw: &RawConfig, c: &mut Collector) {
+    for (i, provider) in raw.providers.iter().enumerate() {
+        let p = &provider.value;
+        let none = matches!(&p.audiences, super::raw::RawAudiences::Keyword(w) if w == "none");
+        if !none || p.clients.is_some() {
+            continue;
+        }
+        let binds_client = |route: &Route| {
+            let Policy::Authenticated(Some(condition)) = &route.policy else {
+                return false;
+            };
+            let mut leaves = Vec::new();
+            collect_leaves(condition, &mut leaves);
+            leaves.iter().any(|(path, test)| {
+                matches!(*path, "client_id" | "azp")
+                    && matches!(
+                        test,
+                        ClaimTest::Equals(Operand::Value(_)) | ClaimTest::In(_)
+                    )
+            })
+        };
+        let unbound: Vec<&str> = routes
+            .iter()
+            .filter(|r| !matches!(r.policy, Policy::Public | Policy::Deny(_)))
+            .filter(|r| r.providers.as_ref().is_none_or(|list| list.contains(&i)))
+            .filter(|r| !binds_client(r))
+            .map(|r| &*r.name)
+            .collect();
+        if !unbound.is_empty() {
+            c.warnings.push(Diagnostic::new(
+                &c.file,
+                Some(&provider.referenced),
+                format!("providers[{i}].audiences"),
+                format!(
+                    "audiences: none accepts tokens the issuer gave to any of its applications, and no client is bound on {}; add clients: [...] to the provider, or require client_id (or azp) on those routes",
+                    unbound.join(", ")
                 ),
             ));
         }

@@ -147,7 +147,8 @@ pub struct RawHealthCheck {
 pub struct RawProvider {
     pub name: String,
     pub issuer: Text,
-    pub audiences: Vec<String>,
+    /// A list of accepted `aud` values, or `none` (not checked; see `clients`).
+    pub audiences: RawAudiences,
     pub algorithms: Vec<String>,
     pub jwks_file: Option<Text>,
     pub jwks_uri: Option<Text>,
@@ -165,6 +166,14 @@ pub struct RawProvider {
     pub clients: Option<Vec<String>>,
 }
 
+/// `audiences: [a, b]`, or `audiences: none` for access tokens that carry no `aud`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAudiences {
+    List(Vec<String>),
+    Keyword(String),
+}
+
 /// How keys fetched from `jwks_uri` or discovery are fetched and refreshed.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +186,8 @@ pub struct RawRemoteKeys {
     pub max_refresh: Option<Duration>,
     pub max_stale: Option<Duration>,
     pub unknown_kid_cooldown: Option<Duration>,
+    pub unknown_kid_burst: Option<u32>,
+    pub unknown_kid_refill: Option<Duration>,
     #[serde(default)]
     pub fail_fast: bool,
 }

@@ -45,6 +45,18 @@ impl ConnectionSlot {
     }
 }
 
+/// Longest path an access line carries, in bytes; longer ones are cut and marked.
+const MAX_LOGGED_PATH: usize = 512;
+
+/// The path as logged: at most `MAX_LOGGED_PATH` bytes (a request target is visible ASCII, so
+/// no escaping is needed beyond what the log format does), never the query string.
+fn loggable_path(path: &str) -> String {
+    match path.get(..MAX_LOGGED_PATH) {
+        Some(head) if path.len() > MAX_LOGGED_PATH => format!("{head}...[{} bytes]", path.len()),
+        _ => path.to_string(),
+    }
+}
+
 /// What the access line reports besides method, path and status; filled in by `authorize`.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -95,7 +107,7 @@ pub async fn handle(
         let client = snapshot
             .trusted_proxies
             .client(conn.remote.ip(), request.headers());
-        (request.uri().path().to_string(), client)
+        (loggable_path(request.uri().path()), client)
     });
     let mut outcome = Outcome {
         log_subject: snapshot.access_log,

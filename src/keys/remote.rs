@@ -35,8 +35,13 @@ pub struct RemoteSettings {
     pub max_refresh: Duration,
     /// How long the last good keys keep being used while refreshes fail (default 24 h).
     pub max_stale: Duration,
-    /// At most one fetch per this interval for tokens with an unknown `kid` (default 30 s).
+    /// How long a `kid` that a fresh fetch did not find is refused without fetching again
+    /// (default 30 s).
     pub unknown_kid_cooldown: Duration,
+    /// Fetches that tokens with never-seen kids may cause back to back (default 3)…
+    pub unknown_kid_burst: u32,
+    /// …and one more per this interval (default 10 s).
+    pub unknown_kid_refill: Duration,
     /// Refuse to start when the first fetch fails (default false: start, answer
     /// `keys_unavailable`, keep retrying).
     pub fail_fast: bool,
@@ -50,6 +55,8 @@ impl Default for RemoteSettings {
             max_refresh: Duration::from_secs(24 * 3600),
             max_stale: Duration::from_secs(24 * 3600),
             unknown_kid_cooldown: Duration::from_secs(30),
+            unknown_kid_burst: 3,
+            unknown_kid_refill: Duration::from_secs(10),
             fail_fast: false,
         }
     }

@@ -1,6 +1,13 @@
 //! A provider's current keys, swapped whole by refreshes. Requests read them without a lock;
 //! refreshes (scheduled, or forced by an unknown `kid`) take one lock per provider, so at most
 //! one fetch per provider is ever in flight and concurrent requests wait on that one.
+//!
+//! Unknown kids: a kid that a fresh fetch did not find is remembered (a bounded negative
+//! cache, for `unknown_kid_cooldown`) and refused without fetching; a kid never seen may cause
+//! a fetch while the refetch budget allows (a token bucket: `unknown_kid_burst` at once, one
+//! more each `unknown_kid_refill`). So a trickle of stray tokens does not hold back a
+//! rotation: the kid an IdP has just published is fetched at its first use, while a flood of
+//! random kids causes at most `burst + elapsed / refill` fetches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,24 +45,77 @@ struct Remote {
     settings: RemoteSettings,
     state: Mutex<RefreshState>,
     provider: Arc<str>,
-    /// When the last unknown-kid fetch started, in ms since `epoch`, and whether one is in
-    /// flight: read without the lock, so a flood of unknown kids inside the cooldown never
-    /// queues on it, while requests that arrive during a fetch still wait for its result.
-    last_forced_ms: AtomicU64,
+    /// The refetch budget for never-seen kids, read and taken without the lock.
+    budget: RefetchBudget,
+    /// Kids a fresh fetch did not find, refused without a fetch until they expire.
+    absent: moka::sync::Cache<Box<str>, ()>,
+    /// Whether an unknown-kid fetch is in flight: read without the lock, so a flood of unknown
+    /// kids never queues on it, while requests that arrive during a fetch wait for its result.
     in_flight: AtomicBool,
+}
+
+/// Most kids remembered as absent per provider.
+const MAX_ABSENT_KIDS: u64 = 1024;
+
+/// A token bucket kept as one atomic "theoretical arrival time" (GCRA): a fetch may start when
+/// the bucket's next free slot is at most `burst` intervals ahead of now.
+#[derive(Debug)]
+pub struct RefetchBudget {
+    /// When the budget is next back to full, in ms since `epoch`.
+    full_at_ms: AtomicU64,
+    interval_ms: u64,
+    burst: u64,
     epoch: Instant,
 }
 
-impl Remote {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+impl RefetchBudget {
+    pub fn new(burst: u32, interval: Duration) -> Self {
+        RefetchBudget {
+            full_at_ms: AtomicU64::new(0),
+            interval_ms: u64::try_from(interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            burst: u64::from(burst),
+            epoch: Instant::now(),
+        }
     }
 
-    fn within_cooldown(&self) -> bool {
-        let last = self.last_forced_ms.load(Ordering::Acquire);
-        last != u64::MAX
-            && self.now_ms().saturating_sub(last)
-                < self.settings.unknown_kid_cooldown.as_millis() as u64
+    fn now_ms(&self) -> u64 {
+        // Starts at one burst past the epoch, so a fresh budget is full.
+        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 2);
+        elapsed.saturating_add(self.burst.saturating_mul(self.interval_ms))
+    }
+
+    /// The slot a take at `now` would move the budget to, if it is within the burst.
+    fn next(&self, current: u64, now: u64) -> Option<u64> {
+        let next = current.max(now).saturating_add(self.interval_ms);
+        (next - now <= self.burst.saturating_mul(self.interval_ms)).then_some(next)
+    }
+
+    /// Whether a fetch could start now (nothing is taken).
+    pub fn available(&self) -> bool {
+        self.next(self.full_at_ms.load(Ordering::Acquire), self.now_ms())
+            .is_some()
+    }
+
+    /// Takes one fetch from the budget, if there is one.
+    pub fn take(&self) -> bool {
+        let now = self.now_ms();
+        let mut current = self.full_at_ms.load(Ordering::Acquire);
+        loop {
+            let Some(next) = self.next(current, now) else {
+                return false;
+            };
+            match self.full_at_ms.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
     }
 }
 
@@ -98,6 +158,11 @@ impl ProviderKeys {
         fetcher: Fetcher,
         settings: RemoteSettings,
     ) -> ProviderKeys {
+        let (settings_burst, settings_refill, settings_cooldown) = (
+            settings.unknown_kid_burst,
+            settings.unknown_kid_refill,
+            settings.unknown_kid_cooldown,
+        );
         ProviderKeys {
             current: ArcSwap::from_pointee(KeySnapshot {
                 set: KeySet::new(local.clone()),
@@ -109,9 +174,12 @@ impl ProviderKeys {
                 settings,
                 state: Mutex::new(RefreshState::default()),
                 provider: provider.into(),
-                last_forced_ms: AtomicU64::new(u64::MAX),
+                budget: RefetchBudget::new(settings_burst, settings_refill),
+                absent: moka::sync::Cache::builder()
+                    .max_capacity(MAX_ABSENT_KIDS)
+                    .time_to_live(settings_cooldown.max(Duration::from_millis(1)))
+                    .build(),
                 in_flight: AtomicBool::new(false),
-                epoch: Instant::now(),
             }),
         }
     }
@@ -129,11 +197,13 @@ impl ProviderKeys {
         self.remote.is_some()
     }
 
-    /// Whether a token with an unknown `kid` could make these keys be fetched again now (remote
-    /// keys, outside the cooldown or with a fetch in flight); read without any lock.
-    pub fn may_refetch_for_unknown_kid(&self) -> bool {
+    /// Whether a token with this unknown `kid` could make these keys be fetched again now
+    /// (remote keys, a fetch in flight, or a kid not known to be absent and budget left); read
+    /// without any lock.
+    pub fn may_refetch_for_unknown_kid(&self, kid: &str) -> bool {
         self.remote.as_ref().is_some_and(|remote| {
-            remote.in_flight.load(Ordering::Acquire) || !remote.within_cooldown()
+            remote.in_flight.load(Ordering::Acquire)
+                || (!remote.absent.contains_key(kid) && remote.budget.available())
         })
     }
 
@@ -163,32 +233,44 @@ impl ProviderKeys {
         self.refresh(remote, &mut state).await.map(|_| ())
     }
 
-    /// Called when a token names a `kid` the current keys lack (or no keys are loaded): fetches
-    /// again unless one fetch already ran within the cooldown. Returns whether the keys changed
-    /// since `seen_generation`, in which case the token is worth verifying again.
-    pub async fn refresh_for_unknown_kid(&self, seen_generation: u64) -> bool {
+    /// Called when a token names a `kid` the current keys lack (`kid` is `None` for a token
+    /// without one, or when no keys are loaded): waits for a fetch in flight, else fetches
+    /// again when the kid is not known to be absent and the refetch budget allows. Returns
+    /// whether the keys changed since `seen_generation`, in which case the token is worth
+    /// verifying again.
+    pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>, seen_generation: u64) -> bool {
         let Some(remote) = &self.remote else {
             return false;
         };
-        // Fast path: no fetch in flight and one ran within the cooldown. The keys are swapped
-        // before `in_flight` clears, so the generation read here is current.
-        if !remote.in_flight.load(Ordering::Acquire) && remote.within_cooldown() {
-            return self.generation() != seen_generation;
+        let in_flight = remote.in_flight.load(Ordering::Acquire);
+        if !in_flight {
+            // The keys are swapped before `in_flight` clears, so the generation read here is
+            // current.
+            if self.generation() != seen_generation {
+                return true;
+            }
+            if kid.is_some_and(|k| remote.absent.contains_key(k)) || !remote.budget.take() {
+                return false;
+            }
         }
         let mut state = remote.state.lock().await;
         // Someone else refreshed while this request waited for the lock.
         if self.generation() != seen_generation {
             return true;
         }
-        if remote.within_cooldown() {
+        if in_flight {
+            // That fetch ended without a change: its answer is this request's answer too.
             return false;
         }
-        remote
-            .last_forced_ms
-            .store(remote.now_ms(), Ordering::Release);
         remote.in_flight.store(true, Ordering::Release);
         let _guard = InFlight(&remote.in_flight);
-        let _ = self.refresh(remote, &mut state).await;
+        let fetched = self.refresh(remote, &mut state).await.is_ok();
+        if fetched
+            && let Some(kid) = kid
+            && !self.snapshot().set.knows_kid(kid)
+        {
+            remote.absent.insert(kid.into(), ());
+        }
         self.generation() != seen_generation
     }
 

@@ -136,6 +136,9 @@ impl TokenCache {
             settings.max_entries > 0 && settings.max_memory > 0 && !settings.max_ttl.is_zero();
         usable.then(|| {
             let mut secret = [0u8; 16];
+            // Invariant, not input: runs once per config load, and without the OS random
+            // source neither this key nor TLS can be made safely, so stopping is right.
+            #[allow(clippy::expect_used)]
             aws_lc_rs::rand::fill(&mut secret)
                 .expect("the system's random number generator is broken");
             let min_weight =
@@ -172,11 +175,9 @@ impl TokenCache {
         if left.is_nan() || left <= 0.0 {
             return;
         }
-        let ttl = if left.is_finite() {
-            Duration::from_secs_f64(left).min(self.max_ttl)
-        } else {
-            self.max_ttl
-        };
+        // `exp` is the token's to choose (1e20 is a valid NumericDate): anything past what a
+        // Duration holds is simply "longer than max_ttl".
+        let ttl = Duration::try_from_secs_f64(left).map_or(self.max_ttl, |d| d.min(self.max_ttl));
         // Parsed claims take about twice their JSON size; the payload is smaller than the token.
         let estimate =
             u32::try_from(token_len.saturating_mul(2) + ENTRY_OVERHEAD).unwrap_or(u32::MAX);
@@ -260,6 +261,34 @@ mod tests {
         insert(&a, "a.b.c", 2000.0, 1000.0);
         assert!(b.get(&b.key("a.b.c"), 1000.0).is_none());
         assert!(a.get(&a.key("a.b.c"), 1000.0).is_some());
+    }
+
+    #[test]
+    fn a_far_exp_does_not_panic() {
+        let cache = TokenCache::new(TokenCacheSettings::default()).unwrap();
+        // 1e20 seconds is a valid NumericDate and more than a Duration holds.
+        for refuse_from in [1e20, f64::MAX, f64::INFINITY, 1e300] {
+            insert(&cache, "far", refuse_from, 1000.0);
+            assert!(
+                cache.get(&cache.key("far"), 1000.0).is_some(),
+                "{refuse_from}"
+            );
+        }
+        insert(&cache, "nan", f64::NAN, 1000.0);
+        assert!(cache.get(&cache.key("nan"), 1000.0).is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever `exp` + leeway a token brings, storing it never panics, and it is never
+        /// served at or after that moment.
+        #[test]
+        fn any_deadline_is_stored_safely(refuse_from in proptest::num::f64::ANY, now in 0.0f64..4e9) {
+            let cache = TokenCache::new(TokenCacheSettings::default()).unwrap();
+            insert(&cache, "t", refuse_from, now);
+            if let Some(hit) = cache.get(&cache.key("t"), now) {
+                proptest::prop_assert!(now < hit.refuse_from);
+            }
+        }
     }
 
     #[test]

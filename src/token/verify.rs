@@ -21,8 +21,9 @@ pub struct Provider {
     pub name: Arc<str>,
     /// Exact `iss` value.
     pub issuer: String,
-    /// Accepted `aud` values; the token must name at least one.
-    pub audiences: Vec<String>,
+    /// Accepted `aud` values; the token must name at least one. `None` only when the config
+    /// says `audiences: none` (access tokens without `aud`, such as Cognito's).
+    pub audiences: Option<Vec<String>>,
     /// Allowed `alg` values.
     pub algorithms: Vec<Algorithm>,
     pub keys: Arc<ProviderKeys>,
@@ -71,7 +72,9 @@ impl Providers {
         // A provider without keys (none loaded yet) answers "keys unavailable" on the full path.
         let knows = |p: &Provider| {
             let keys = p.keys.snapshot();
-            keys.set.is_empty() || keys.set.knows_kid(kid) || p.keys.may_refetch_for_unknown_kid()
+            keys.set.is_empty()
+                || keys.set.knows_kid(kid)
+                || p.keys.may_refetch_for_unknown_kid(kid)
         };
         match allowed {
             None => !self.list.iter().any(knows),
@@ -143,7 +146,13 @@ pub async fn verify(
         }) => {
             // Boxed: a rare path whose future (a key fetch) would otherwise make every
             // request's future, which hyper keeps per open connection, kilobytes larger.
-            if Box::pin(providers.list[index].keys.refresh_for_unknown_kid(seen)).await {
+            let kid = screen_header(token, max_bytes)
+                .ok()
+                .and_then(|h| h.header.kid);
+            let refresh = providers.list[index]
+                .keys
+                .refresh_for_unknown_kid(kid.as_deref(), seen);
+            if Box::pin(refresh).await {
                 verify_once(token, providers, allowed, max_bytes, unix_now())
                     .map_err(|f| f.error)?
             } else {
@@ -273,15 +282,17 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: f64) -> Result<f6
         Some(_) => return Err(TokenError::BadIssuer),
         None => return Err(TokenError::MissingIssuer),
     }
-    let accepted = |aud: &Value| {
-        aud.as_str()
-            .is_some_and(|a| provider.audiences.iter().any(|x| x == a))
-    };
-    match claims.get("aud") {
-        None | Some(Value::Null) => return Err(TokenError::MissingAudience),
-        Some(aud @ Value::String(_)) if accepted(aud) => {}
-        Some(Value::Array(list)) if list.iter().any(accepted) => {}
-        Some(_) => return Err(TokenError::AudienceMismatch),
+    if let Some(audiences) = &provider.audiences {
+        let accepted = |aud: &Value| {
+            aud.as_str()
+                .is_some_and(|a| audiences.iter().any(|x| x == a))
+        };
+        match claims.get("aud") {
+            None | Some(Value::Null) => return Err(TokenError::MissingAudience),
+            Some(aud @ Value::String(_)) if accepted(aud) => {}
+            Some(Value::Array(list)) if list.iter().any(accepted) => {}
+            Some(_) => return Err(TokenError::AudienceMismatch),
+        }
     }
     if let Some(clients) = &provider.clients {
         // `azp` (OpenID Connect) names the client the token was issued to; RFC 9068 and
@@ -333,13 +344,49 @@ mod tests {
         Provider {
             name: "p".into(),
             issuer: "https://id.example".into(),
-            audiences: vec!["api".into(), "other".into()],
+            audiences: Some(vec!["api".into(), "other".into()]),
             algorithms: vec![Algorithm::RS256],
             keys: Arc::new(ProviderKeys::local(Vec::new())),
             leeway: 30,
             require_exp: true,
             types: None,
             clients: None,
+        }
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        /// Time claims of any JSON number (integers of any size, floats, exponents) are judged
+        /// without a panic: accepted, or one of the time-claim reasons.
+        #[test]
+        fn any_json_number_in_a_time_claim(
+            text in proptest::prop_oneof![
+                proptest::num::i64::ANY.prop_map(|v| v.to_string()),
+                proptest::num::u64::ANY.prop_map(|v| v.to_string()),
+                proptest::num::f64::NORMAL.prop_map(|v| format!("{v:e}")),
+                "-?[0-9]{1,40}(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?",
+            ],
+            claim in proptest::sample::select(vec!["exp", "nbf", "iat"]),
+        ) {
+            let json = format!(
+                r#"{{"iss": "https://id.example", "aud": "api", "exp": 2000000000, "{claim}": {text}}}"#
+            );
+            let Ok(claims) = serde_json::from_str::<Claims>(&json) else {
+                return Ok(());
+            };
+            let result = check_claims(&claims, &provider(), 1.9e9);
+            proptest::prop_assert!(
+                matches!(
+                    result,
+                    Ok(_)
+                        | Err(TokenError::Expired
+                            | TokenError::NotYetValid
+                            | TokenError::IssuedInFuture
+                            | TokenError::BadTimeClaim)
+                ),
+                "{json}: {result:?}"
+            );
         }
     }
 
