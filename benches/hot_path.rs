@@ -354,13 +354,13 @@ fn bench_header_rewrite(c: &mut Criterion) {
             claim: ClaimPath::parse("roles").unwrap(),
         },
     ];
-    let rules = HeaderRules {
-        identity: r.claim_headers.iter().map(|h| h.name.clone()).collect(),
-        spoofable: LOOKALIKE_HEADERS
+    let rules = HeaderRules::new(
+        r.claim_headers.iter().map(|h| h.name.clone()).collect(),
+        LOOKALIKE_HEADERS
             .iter()
             .map(|h| http::HeaderName::from_static(h))
             .collect(),
-    };
+    );
     let token = "abc.def.ghi";
     let claims = claims_for_bench();
     let claims = claims.as_object().unwrap().clone();

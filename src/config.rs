@@ -45,8 +45,15 @@ pub struct ServerSettings {
     /// A connection on which no byte moves for this long is closed, after whatever is in
     /// flight finishes (default 60 s).
     pub idle_timeout: Duration,
-    /// HTTP/2 streams a client may have open on one connection (default 256).
+    /// HTTP/2 streams a client may have open on one connection (default 100).
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 flow-control window per stream, in bytes (default 256 KiB).
+    pub h2_stream_window: u32,
+    /// HTTP/2 flow-control window per connection, in bytes (default 1 MiB).
+    pub h2_connection_window: u32,
+    /// Client connections one address may have open (default: no limit beyond
+    /// `max_connections`).
+    pub max_connections_per_ip: Option<usize>,
     /// HTTP/2 streams a client may reset before the server answers them, before GOAWAY
     /// (default 64; rapid-reset protection).
     pub h2_max_pending_resets: usize,
@@ -67,7 +74,10 @@ impl Default for ServerSettings {
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            h2_max_concurrent_streams: 256,
+            h2_max_concurrent_streams: 100,
+            h2_stream_window: 256 * 1024,
+            h2_connection_window: 1024 * 1024,
+            max_connections_per_ip: None,
             h2_max_pending_resets: 64,
             h2_max_error_resets: 256,
             shutdown_timeout: Duration::from_secs(30),

@@ -110,6 +110,8 @@ pub enum UpstreamError {
         "the upstream answered an upgrade with a protocol or accept key that was not asked for"
     )]
     BadUpgrade,
+    #[error("the upstream has as many requests or waiting connections as it may")]
+    Overloaded,
 }
 
 /// Failures while starting the gateway (binding, TLS material, crypto self-test).

@@ -10,7 +10,9 @@ pub mod target;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
-/// A response body: streamed from the upstream, or one the gateway wrote itself.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+use crate::proxy::client::UpstreamBody;
+
+/// A response body: streamed from the upstream (holding its slot under the upstream's
+/// `max_requests` until it ends), or one the gateway wrote itself.
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;

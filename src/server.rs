@@ -102,6 +102,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         settings: settings.clone(),
         limit: limit.clone(),
         stopped: stopped.clone(),
+        per_ip: settings
+            .max_connections_per_ip
+            .map(|max| Arc::new(idle::PerAddress::new(max))),
     };
     // Workers keep their runtimes (and so their connections) until the drain is over.
     let (drained, drain_over) = watch::channel(false);
@@ -228,6 +231,8 @@ struct AcceptLoop {
     settings: Arc<ServerSettings>,
     limit: Arc<Semaphore>,
     stopped: watch::Receiver<bool>,
+    /// Connections per client address, when `max_connections_per_ip` is set.
+    per_ip: Option<Arc<idle::PerAddress>>,
 }
 
 impl AcceptLoop {
@@ -275,8 +280,21 @@ impl AcceptLoop {
                 permit = self.limit.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                 _ = until_stopped(&mut self.stopped) => return,
             };
+            // One address may not take every slot: past its own cap, a connection is closed at
+            // once (checked at accept, never per request).
+            let address_slot = match &self.per_ip {
+                Some(per_ip) => match per_ip.try_take(remote.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        debug!(client = %remote, "connection refused: max_connections_per_ip");
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let _ = stream.set_nodelay(true);
             let connection = Connection {
+                _address_slot: address_slot,
                 slot: Arc::new(ConnectionSlot::new(permit)),
                 remote,
                 tls: self.tls.clone(),
@@ -292,6 +310,8 @@ impl AcceptLoop {
 
 /// One client connection and what serving it needs.
 struct Connection {
+    /// Its place under `max_connections_per_ip`, if set.
+    _address_slot: Option<idle::AddressSlot>,
     /// Its permit under `max_connections`, released when the last holder drops it.
     slot: Arc<ConnectionSlot>,
     remote: SocketAddr,
@@ -339,10 +359,12 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let streams = Arc::new(idle::Streams::new());
         let conn_info = ConnInfo {
             remote: self.remote,
             tls: self.tls.is_some(),
             slot: self.slot.clone(),
+            streams: streams.clone(),
         };
         let state = self.state.clone();
         let service = service_fn(move |request| handle(state.clone(), conn_info.clone(), request));
@@ -357,6 +379,7 @@ impl Connection {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopped = self.stopped.clone();
         let mut closing = false;
+        let mut quiet = idle::QuietSince::new();
         let result = loop {
             tokio::select! {
                 result = conn.as_mut() => break result,
@@ -369,7 +392,9 @@ impl Connection {
                         debug!(client = %self.remote, "no request within the header read timeout");
                         return;
                     }
-                    if activity.idle_for() >= idle_timeout {
+                    // No byte moved, or (HTTP/2 PINGs and SETTINGS move bytes) no request was
+                    // served for idle_timeout.
+                    if activity.idle_for() >= idle_timeout || quiet.look(&streams) >= idle_timeout {
                         debug!(client = %self.remote, "closing idle connection");
                         closing = true;
                         conn.as_mut().graceful_shutdown();
@@ -398,6 +423,11 @@ fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(settings.h2_max_concurrent_streams)
+        // Fixed, bounded flow-control windows: a client (or a stalled upstream behind it) can
+        // make the gateway buffer at most this much per stream and per connection.
+        .adaptive_window(false)
+        .initial_stream_window_size(settings.h2_stream_window)
+        .initial_connection_window_size(settings.h2_connection_window)
         // Rapid-reset (CVE-2023-44487) and error-reset floods: a client that makes the server
         // reset more streams than this is sent GOAWAY.
         .max_pending_accept_reset_streams(Some(settings.h2_max_pending_resets))

@@ -102,10 +102,7 @@ pub fn compile(
     c.warnings.sort_by_key(order);
     let (settings, realm, max_token_bytes, access_log) = server;
     let max_headers = settings.max_headers;
-    let header_rules = HeaderRules {
-        identity: routes.identity_headers().to_vec(),
-        spoofable,
-    };
+    let header_rules = HeaderRules::new(routes.identity_headers().to_vec(), spoofable);
     Ok(Config {
         file: file.to_path_buf(),
         listeners,
@@ -258,7 +255,30 @@ fn compile_server(raw: &RawConfig, c: &mut Collector) -> (ServerSettings, String
             d.h2_max_error_resets,
         ),
         shutdown_timeout: s.shutdown_timeout.map_or(d.shutdown_timeout, |v| v.0),
+        h2_stream_window: s.h2_stream_window.unwrap_or(d.h2_stream_window),
+        h2_connection_window: s.h2_connection_window.unwrap_or(d.h2_connection_window),
+        max_connections_per_ip: s.max_connections_per_ip,
     };
+    // RFC 9113 §6.9.2: the initial window is at least 65535 and below 2^31.
+    for (field, value) in [
+        ("h2_stream_window", settings.h2_stream_window),
+        ("h2_connection_window", settings.h2_connection_window),
+    ] {
+        if !(65_535..=(1 << 31) - 1).contains(&value) {
+            c.error(
+                None,
+                format!("server.{field}"),
+                "expected 65535 to 2147483647 bytes",
+            );
+        }
+    }
+    if settings.max_connections_per_ip == Some(0) {
+        c.error(
+            None,
+            "server.max_connections_per_ip",
+            "expected a number greater than 0 (omit for no limit)",
+        );
+    }
     if settings.idle_timeout.is_zero() {
         c.error(
             None,
@@ -485,7 +505,27 @@ fn compile_upstream(
         host,
         http2: u.http2,
         health_check,
+        max_requests: u.max_requests.unwrap_or(d.max_requests),
+        max_connections_per_target: u
+            .max_connections_per_target
+            .unwrap_or(d.max_connections_per_target),
+        max_pending: u.max_pending.unwrap_or(d.max_pending),
     };
+    for (field, value) in [
+        ("max_requests", settings.max_requests),
+        (
+            "max_connections_per_target",
+            settings.max_connections_per_target,
+        ),
+    ] {
+        if value == 0 {
+            c.error(
+                at,
+                format!("{key}.{field}"),
+                "expected a number greater than 0",
+            );
+        }
+    }
     let https = scheme.as_ref() == Some(&Scheme::HTTPS);
     if u.tls.is_some() && !https && scheme.is_some() {
         c.error(at, format!("{key}.tls"), "tls settings need https targets");

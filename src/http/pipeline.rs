@@ -21,6 +21,7 @@ use super::ProxyBody;
 use super::limits;
 use super::target;
 use crate::error::{RequestError, TokenError, UpstreamError};
+use crate::proxy::client::UpstreamBody;
 use crate::proxy::{forward, forwarded, headers, upgrade};
 use crate::routes::policy::{DenyAs, Policy, RequestFacts, Trace};
 use crate::routes::{Candidate, Miss, Route};
@@ -279,6 +280,11 @@ pub async fn dispatch(
         // Only deny routes have no upstream, and authorize never lets them through.
         return Err(RequestError::RuleDenied);
     };
+    // Circuit breaking: a slot under the upstream's max_requests, held until the response
+    // body ends.
+    let slot = upstream
+        .try_request_slot()
+        .ok_or(UpstreamError::Overloaded)?;
     let request_key = parts
         .headers
         .get(http::header::SEC_WEBSOCKET_KEY)
@@ -315,7 +321,7 @@ pub async fn dispatch(
         _ if switched => return Err(UpstreamError::BadUpgrade.into()),
         _ => headers::rewrite_response(response.headers_mut()),
     }
-    Ok(response.map(Either::Left))
+    Ok(response.map(|body| Either::Left(UpstreamBody::new(body, slot))))
 }
 
 /// The error for a request no route takes.

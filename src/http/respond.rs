@@ -2,7 +2,7 @@
 //! reason code per variant, an RFC 6750 challenge where it applies, an RFC 9457 problem body.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
@@ -165,6 +165,12 @@ pub fn rejection(err: &RequestError) -> Rejection {
             Challenge::None,
             "the upstream switched to a protocol that was not asked for",
         ),
+        RequestError::Upstream(UpstreamError::Overloaded) => Rejection::new(
+            S::SERVICE_UNAVAILABLE,
+            "upstream_overloaded",
+            Challenge::None,
+            "the upstream is at its request limit; retry shortly",
+        ),
         RequestError::Upstream(UpstreamError::Timeout) => Rejection::new(
             S::GATEWAY_TIMEOUT,
             "upstream_timeout",
@@ -258,6 +264,9 @@ pub fn render(r: &Rejection, realm: &str) -> Response<ProxyBody> {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if r.close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if r.status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     let challenge = match r.challenge {
         Challenge::None => None,

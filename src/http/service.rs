@@ -27,6 +27,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The connection's slot under `max_connections`; an upgrade moves it to its tunnel.
     pub slot: Arc<ConnectionSlot>,
+    /// The requests the connection is serving (for idleness that PINGs cannot hide).
+    pub streams: Arc<crate::server::idle::Streams>,
 }
 
 /// A connection's permit under the connection cap, held until the connection ends — or, when
@@ -99,6 +101,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
+    let _serving = conn.streams.begin();
     // Step 3: one config snapshot for the whole request; its id, kept or made.
     let snapshot = state.snapshot.load_full();
     let request_id = forwarded::request_id(request.headers());

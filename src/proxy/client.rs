@@ -69,6 +69,14 @@ pub struct UpstreamSettings {
     /// Speak HTTP/2 to the targets (prior knowledge on http, ALPN on https); default HTTP/1.1.
     pub http2: bool,
     pub health_check: Option<HealthCheck>,
+    /// Requests in flight to the upstream (sent, response not yet read to its end); more are
+    /// answered 503 `upstream_overloaded` (default 1024).
+    pub max_requests: usize,
+    /// Open connections per target (default 1024).
+    pub max_connections_per_target: usize,
+    /// Requests that may wait for a connection when a target has `max_connections_per_target`
+    /// open and none is idle; more are answered 503 (default 256).
+    pub max_pending: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -85,6 +93,9 @@ impl Default for UpstreamSettings {
             host: HostRewrite::Preserve,
             http2: false,
             health_check: None,
+            max_requests: 1024,
+            max_connections_per_target: 1024,
+            max_pending: 256,
         }
     }
 }
@@ -113,6 +124,53 @@ pub struct Upstream {
     connector: Connector,
     next: AtomicUsize,
     epoch: Instant,
+    /// Requests in flight, against `max_requests`; shared with the response bodies that hold
+    /// a slot.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One request's place under its upstream's `max_requests`, given back when dropped (when the
+/// response body ends, or the exchange fails).
+#[derive(Debug)]
+pub struct RequestSlot(Arc<AtomicUsize>);
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An upstream response body that holds its request's slot until it ends.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    body: Incoming,
+    _slot: RequestSlot,
+}
+
+impl UpstreamBody {
+    pub fn new(body: Incoming, slot: RequestSlot) -> Self {
+        UpstreamBody { body, _slot: slot }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Counts a request as outstanding on its target until dropped.
@@ -172,6 +230,9 @@ impl Upstream {
                 pool: Arc::new(Pool::new(
                     settings.pool_max_idle_per_host,
                     settings.pool_idle_timeout,
+                    settings.max_connections_per_target,
+                    settings.max_pending,
+                    settings.connect_timeout,
                 )),
                 authority,
                 outstanding: AtomicUsize::new(0),
@@ -187,7 +248,21 @@ impl Upstream {
             connector,
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A place for one more request under `max_requests`, or `None` when the upstream is full
+    /// (circuit breaking: the excess is refused at once instead of queueing without bound).
+    pub fn try_request_slot(&self) -> Option<RequestSlot> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = RequestSlot(self.in_flight.clone());
+        (before < self.settings.max_requests).then_some(slot)
+    }
+
+    /// Requests in flight now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Sends `request` to target `i` over its pool. HTTP/1.1 requests carry an origin-form URI

@@ -81,6 +81,7 @@ pub async fn forward(
                 outgoing = *unsent;
                 avoid = Some(i);
             }
+            Ok(Err(SendError::Overloaded)) => return Err(UpstreamError::Overloaded.into()),
             Ok(Err(SendError::Request(e))) => {
                 return match body_fault(&e) {
                     Some(BodyFault::TooLarge) => Err(RequestError::BodyTooLarge),

@@ -94,9 +94,36 @@ pub struct ForwardContext {
 #[derive(Debug, Clone, Default)]
 pub struct HeaderRules {
     /// Every header some route fills from claims: client copies go on every route.
-    pub identity: Vec<HeaderName>,
+    identity: Vec<HeaderName>,
     /// Look-alike forwarding headers removed from untrusted peers (built-in list + config).
-    pub spoofable: Vec<HeaderName>,
+    spoofable: Vec<HeaderName>,
+    /// `lengths` of the two lists.
+    identity_lengths: u64,
+    spoofable_lengths: u64,
+}
+
+impl HeaderRules {
+    pub fn new(identity: Vec<HeaderName>, spoofable: Vec<HeaderName>) -> Self {
+        HeaderRules {
+            identity_lengths: lengths(&identity),
+            spoofable_lengths: lengths(&spoofable),
+            identity,
+            spoofable,
+        }
+    }
+}
+
+/// A set of name lengths (bit `n` for length `n`, all lengths of 64 and more in bit 63): a
+/// header whose length is not in it cannot be any of the names, and is passed over without
+/// comparing.
+fn lengths(names: &[HeaderName]) -> u64 {
+    names
+        .iter()
+        .fold(0, |mask, name| mask | 1 << name.as_str().len().min(63))
+}
+
+fn may_be(mask: u64, name: &str) -> bool {
+    mask & 1 << name.len().min(63) != 0
 }
 
 /// Step 9a, before the claim policy reads any header: removes hop-by-hop headers (a
@@ -113,8 +140,22 @@ pub fn sanitize_request(
     remove_hop_by_hop(headers, &route.bound_headers);
     join_cookie_crumbs(headers);
     let mut doomed: Vec<HeaderName> = Vec::new();
+    let watched = rules.identity_lengths
+        | lengths(&route.bound_headers)
+        | if trusted_peer {
+            0
+        } else {
+            rules.spoofable_lengths
+        };
     for name in headers.keys() {
         let text = name.as_str();
+        // Most headers (Host, Accept, User-Agent, …) have a length none of the watched names
+        // has: nothing to compare.
+        let worth_a_look =
+            may_be(watched, text) || (text.contains('_') && may_be(lengths(&SET_BY_GATEWAY), text));
+        if !worth_a_look {
+            continue;
+        }
         let folded = text.contains('_');
         let is = |h: &HeaderName| {
             if folded {

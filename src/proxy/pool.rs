@@ -33,15 +33,46 @@ pub enum SendError {
     Connect(Box<Request<RequestBody>>),
     /// The exchange failed after the request was handed to a connection.
     Request(hyper::Error),
+    /// The target has `max_connections_per_target` open, none came free in time, or too many
+    /// requests already wait for one: nothing was sent.
+    Overloaded,
 }
 
 /// The connections of one target.
 #[derive(Debug)]
 pub struct Pool {
     shards: Box<[Mutex<Shard>]>,
+    /// Woken when a connection of the shard comes back idle.
+    returned: Box<[tokio::sync::Notify]>,
     /// Idle HTTP/1.1 connections kept per shard.
     max_idle_per_shard: usize,
     idle_timeout: Duration,
+    /// HTTP/1.1 connections open to the target, against `max_open`.
+    open: Arc<AtomicUsize>,
+    max_open: usize,
+    /// Requests waiting for a connection, against `max_pending`.
+    pending: AtomicUsize,
+    max_pending: usize,
+    /// Longest a request waits for a connection to come free.
+    max_wait: Duration,
+}
+
+/// One open HTTP/1.1 connection, counted until its task ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One request waiting for a connection.
+struct Waiting<'p>(&'p AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -68,19 +99,48 @@ fn thread_slot() -> usize {
 
 impl Pool {
     /// A pool keeping at most `max_idle` idle connections (spread over the shards), each at most
-    /// `idle_timeout`.
-    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+    /// `idle_timeout`; at most `max_open` HTTP/1.1 connections, with at most `max_pending`
+    /// requests waiting up to `max_wait` for one to come free.
+    pub fn new(
+        max_idle: usize,
+        idle_timeout: Duration,
+        max_open: usize,
+        max_pending: usize,
+        max_wait: Duration,
+    ) -> Pool {
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
         Pool {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
+            returned: (0..shards).map(|_| tokio::sync::Notify::new()).collect(),
             max_idle_per_shard: max_idle.div_ceil(shards),
             idle_timeout,
+            open: Arc::new(AtomicUsize::new(0)),
+            max_open: max_open.max(1),
+            pending: AtomicUsize::new(0),
+            max_pending,
+            max_wait,
         }
+    }
+
+    fn shard_index(&self) -> usize {
+        thread_slot() % self.shards.len()
     }
 
     /// The calling thread's shard, locked.
     fn shard(&self) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[thread_slot() % self.shards.len()])
+        lock(&self.shards[self.shard_index()])
+    }
+
+    /// HTTP/1.1 connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// A place for one more connection under `max_open`.
+    fn try_open(&self) -> Option<OpenConnection> {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        let counted = OpenConnection(self.open.clone());
+        (before < self.max_open).then_some(counted)
     }
 
     /// Sends `request` over a pooled or new connection to `address` (scheme and authority of
@@ -106,19 +166,43 @@ impl Pool {
         address: &Uri,
         mut request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        while let Some(mut sender) = self.take_idle() {
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.recycle(sender);
-                    return Ok(response);
+        let mut waiting = None;
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        loop {
+            while let Some(mut sender) = self.take_idle() {
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        self.recycle(sender);
+                        return Ok(response);
+                    }
+                    // Closing under us before the request left: try the next one.
+                    Err(failed) => request = unsent(failed)?,
                 }
-                // Closing under us before the request left: try the next one.
-                Err(failed) => request = unsent(failed)?,
             }
+            if let Some(counted) = self.try_open() {
+                // Boxed: opening a connection is rare, and its future is large; inline, it
+                // would make every request's future (moved into place on each request) that
+                // large too.
+                return Box::pin(self.send_on_new_h1(connector, address, request, counted)).await;
+            }
+            // At the connection cap: wait for one to come back, boundedly.
+            if waiting.is_none() {
+                if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
+                    self.pending.fetch_sub(1, Ordering::AcqRel);
+                    return Err(SendError::Overloaded);
+                }
+                waiting = Some(Waiting(&self.pending));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(SendError::Overloaded);
+            }
+            // A connection of this shard coming back wakes the wait; one closing elsewhere
+            // frees a place under the cap, which the next look sees.
+            let look_again = (deadline - now).min(Duration::from_millis(20));
+            let returned = &self.returned[self.shard_index()];
+            let _ = tokio::time::timeout(look_again, returned.notified()).await;
         }
-        // Boxed: opening a connection is rare, and its future is large; inline, it would make
-        // every request's future (moved into place on each request) that large too.
-        Box::pin(self.send_on_new_h1(connector, address, request)).await
     }
 
     async fn send_on_new_h1(
@@ -126,6 +210,7 @@ impl Pool {
         connector: &Connector,
         address: &Uri,
         request: Request<RequestBody>,
+        counted: OpenConnection,
     ) -> Result<Response<Incoming>, SendError> {
         let Some(io) = connect(connector, address).await else {
             return Err(SendError::Connect(Box::new(request)));
@@ -133,7 +218,10 @@ impl Pool {
         let Ok((mut sender, connection)) = http1::Builder::new().handshake(io).await else {
             return Err(SendError::Connect(Box::new(request)));
         };
-        tokio::spawn(connection.with_upgrades());
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+            drop(counted);
+        });
         let response = sender
             .send_request(request)
             .await
@@ -211,6 +299,8 @@ impl Pool {
                         sender,
                         since: Instant::now(),
                     });
+                    drop(shard);
+                    pool.returned[pool.shard_index()].notify_one();
                 }
             }
         });

@@ -65,6 +65,128 @@ impl Activity {
     }
 }
 
+/// The requests a connection is serving: an HTTP/2 connection that only sends PING or
+/// SETTINGS frames moves bytes but serves nothing, and is idle all the same. A request costs
+/// two counter updates and no clock read; the connection's periodic check does the timing.
+#[derive(Debug, Default)]
+pub struct Streams {
+    open: std::sync::atomic::AtomicUsize,
+    /// Requests started so far.
+    started: AtomicU64,
+}
+
+/// One request being served; ends when dropped.
+#[derive(Debug)]
+pub struct Serving<'s>(&'s Streams);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Streams {
+    pub fn new() -> Self {
+        Streams::default()
+    }
+
+    /// Marks a request as being served until the guard is dropped.
+    pub fn begin(&self) -> Serving<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        Serving(self)
+    }
+
+    /// A mark that changes whenever a request starts, or `None` while one is open.
+    pub fn quiet_mark(&self) -> Option<u64> {
+        (self.open.load(Ordering::Relaxed) == 0).then(|| self.started.load(Ordering::Relaxed))
+    }
+}
+
+/// Measures, from periodic looks at `Streams::quiet_mark`, how long a connection has served
+/// nothing.
+#[derive(Debug)]
+pub struct QuietSince {
+    mark: Option<u64>,
+    since: Instant,
+}
+
+impl QuietSince {
+    pub fn new() -> Self {
+        QuietSince {
+            mark: Some(0),
+            since: Instant::now(),
+        }
+    }
+
+    /// Looks at the connection now; returns how long it has served no request.
+    pub fn look(&mut self, streams: &Streams) -> Duration {
+        let mark = streams.quiet_mark();
+        if mark.is_none() || mark != self.mark {
+            self.mark = mark;
+            self.since = Instant::now();
+        }
+        self.since.elapsed()
+    }
+}
+
+impl Default for QuietSince {
+    fn default() -> Self {
+        QuietSince::new()
+    }
+}
+
+/// Open connections per client address (`max_connections_per_ip`). Touched once per accepted
+/// connection, never per request.
+#[derive(Debug)]
+pub struct PerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    max: usize,
+}
+
+/// One connection's place under its address's cap.
+#[derive(Debug)]
+pub struct AddressSlot {
+    owner: Arc<PerAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl PerAddress {
+    pub fn new(max: usize) -> Self {
+        PerAddress {
+            open: std::sync::Mutex::default(),
+            max,
+        }
+    }
+
+    /// A place for one more connection from `ip`, or `None` when it has `max` open.
+    pub fn try_take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 impl Default for Activity {
     fn default() -> Self {
         Activity::new()
