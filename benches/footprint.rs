@@ -1,5 +1,7 @@
 //! Memory footprint of the real binary: resident memory after 10,000 distinct tokens went
-//! through the verified-token cache and with 1,000 client connections held open.
+//! through the verified-token cache, with 1,000 client connections held open, and with 100
+//! HTTP/2 connections × 100 streams uploading to an upstream that never reads (the defaults
+//! of `max_requests`, the HTTP/2 windows and the connection caps bound it).
 //! `cargo bench --bench footprint` prints the figures (the README's Performance table); it
 //! measures, it does not pass or fail.
 
@@ -16,6 +18,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKENS: usize = 10_000;
 const CONNECTIONS: usize = 1_000;
+const H2_CONNECTIONS: usize = 100;
+const H2_STREAMS: usize = 100;
+/// Body each stream tries to upload (more than the stream window).
+const UPLOAD: usize = 512 * 1024;
+
+/// An upstream that accepts connections and never reads from them.
+async fn stalled_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
 
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -41,13 +60,14 @@ fn main() {
 
 async fn measure() {
     let upstream = TestUpstream::start().await;
+    let stalled = stalled_upstream().await;
     let work = Workdir::new();
     let key = TestKey::ec256("k1");
     work.jwks("jwks.json", &[&key]);
     let config = work.write(
         "footprint.yaml",
         &format!(
-            "listeners:\n  - address: 127.0.0.1:0\nserver:\n  access_log: false\n  token_cache:\n    max_entries: {TOKENS}\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
+            "listeners:\n  - address: 127.0.0.1:0\nserver:\n  access_log: false\n  token_cache:\n    max_entries: {TOKENS}\nupstreams:\n  app:\n    url: {}\n  stalled:\n    url: http://{stalled}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n  - name: stall\n    prefix: /stall\n    upstream: stalled\n    policy: public\n",
             upstream.url()
         ),
     );
@@ -117,15 +137,58 @@ async fn measure() {
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (loaded, peak) = rss_kib(pid);
+    let (loaded, _) = rss_kib(pid);
+    drop(held);
+
+    // HTTP/2 uploads to an upstream that never reads.
+    let mut drivers = Vec::new();
+    let mut refused = 0usize;
+    let chunk = bytes::Bytes::from(vec![b'u'; UPLOAD]);
+    let mut bodies = Vec::new();
+    for _ in 0..H2_CONNECTIONS {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+        drivers.push(tokio::spawn(connection));
+        let mut responses = Vec::new();
+        for i in 0..H2_STREAMS {
+            let Ok(mut ready) = sender.clone().ready().await else {
+                break;
+            };
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{addr}/stall/{i}"))
+                .body(())
+                .unwrap();
+            let Ok((response, mut body)) = ready.send_request(request, false) else {
+                break;
+            };
+            let _ = body.send_data(chunk.clone(), false);
+            bodies.push(body);
+            responses.push(response);
+        }
+        for response in responses {
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(20), response).await
+                && r.status() == 503
+            {
+                refused += 1;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (stalled_rss, peak) = rss_kib(pid);
     println!(
-        "footprint (RSS, MiB): idle {:.1}; after {TOKENS} cached tokens {:.1}; with {CONNECTIONS} open connections too {:.1}; peak {:.1}",
+        "footprint (RSS, MiB): idle {:.1}; after {TOKENS} cached tokens {:.1}; with {CONNECTIONS} open connections too {:.1}; {H2_CONNECTIONS} HTTP/2 connections x {H2_STREAMS} streams uploading {} KiB each to a stalled upstream {:.1} ({refused} streams refused 503); peak {:.1}",
         idle as f64 / 1024.0,
         cached as f64 / 1024.0,
         loaded as f64 / 1024.0,
+        UPLOAD / 1024,
+        stalled_rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
-    drop(held);
+    drop(bodies);
+    for driver in drivers {
+        driver.abort();
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

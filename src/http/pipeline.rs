@@ -274,7 +274,9 @@ pub async fn dispatch(
         upgrade,
         token_refuse_from,
     } = authorized;
-    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let body = limits::limit_body(declared_length, body, route.max_body_bytes)?;
     let Some(upstream) = route.upstream.and_then(|i| snapshot.upstreams.get(i)) else {
         // Only deny routes have no upstream, and authorize never lets them through.
@@ -285,11 +287,9 @@ pub async fn dispatch(
     let slot = upstream
         .try_request_slot()
         .ok_or(UpstreamError::Overloaded)?;
-    let request_key = parts
-        .headers
-        .get(http::header::SEC_WEBSOCKET_KEY)
-        .cloned()
-        .filter(|_| upgrade.is_some());
+    let request_key = upgrade
+        .as_ref()
+        .and_then(|_| parts.headers.get(http::header::SEC_WEBSOCKET_KEY).cloned());
     let mut response =
         // Boxed: hyper keeps a box the size of the whole request future for every open client
         // connection, idle or not, and the upstream exchange is most of that size.

@@ -97,33 +97,64 @@ pub struct HeaderRules {
     identity: Vec<HeaderName>,
     /// Look-alike forwarding headers removed from untrusted peers (built-in list + config).
     spoofable: Vec<HeaderName>,
-    /// `lengths` of the two lists.
-    identity_lengths: u64,
-    spoofable_lengths: u64,
+    /// `shape` of the two lists, and of the gateway's own forwarding headers.
+    identity_shape: Shape,
+    spoofable_shape: Shape,
+    gateway_shape: Shape,
+}
+
+/// The lengths and first letters of a set of names: a header whose length or first letter
+/// none of them has cannot be any of them (nor a `_` spelling of one), and is passed over
+/// without comparing. Two bit sets: bit `n` for length `n` (64 and more in bit 63), bit
+/// `c - 'a'` for a first letter `c` (anything else in bit 63).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Shape {
+    lengths: u64,
+    firsts: u64,
+}
+
+impl Shape {
+    fn of(names: &[HeaderName]) -> Shape {
+        names.iter().fold(Shape::default(), |shape, name| {
+            let (length, first) = Shape::bits(name.as_str());
+            Shape {
+                lengths: shape.lengths | length,
+                firsts: shape.firsts | first,
+            }
+        })
+    }
+
+    fn bits(name: &str) -> (u64, u64) {
+        let first = match name.as_bytes().first() {
+            Some(c @ b'a'..=b'z') => u64::from(c - b'a'),
+            _ => 63,
+        };
+        (1 << name.len().min(63), 1 << first)
+    }
+
+    fn union(self, other: Shape) -> Shape {
+        Shape {
+            lengths: self.lengths | other.lengths,
+            firsts: self.firsts | other.firsts,
+        }
+    }
+
+    fn may_hold(self, name: &str) -> bool {
+        let (length, first) = Shape::bits(name);
+        self.lengths & length != 0 && self.firsts & first != 0
+    }
 }
 
 impl HeaderRules {
     pub fn new(identity: Vec<HeaderName>, spoofable: Vec<HeaderName>) -> Self {
         HeaderRules {
-            identity_lengths: lengths(&identity),
-            spoofable_lengths: lengths(&spoofable),
+            identity_shape: Shape::of(&identity),
+            spoofable_shape: Shape::of(&spoofable),
+            gateway_shape: Shape::of(&SET_BY_GATEWAY),
             identity,
             spoofable,
         }
     }
-}
-
-/// A set of name lengths (bit `n` for length `n`, all lengths of 64 and more in bit 63): a
-/// header whose length is not in it cannot be any of the names, and is passed over without
-/// comparing.
-fn lengths(names: &[HeaderName]) -> u64 {
-    names
-        .iter()
-        .fold(0, |mask, name| mask | 1 << name.as_str().len().min(63))
-}
-
-fn may_be(mask: u64, name: &str) -> bool {
-    mask & 1 << name.len().min(63) != 0
 }
 
 /// Step 9a, before the claim policy reads any header: removes hop-by-hop headers (a
@@ -140,20 +171,18 @@ pub fn sanitize_request(
     remove_hop_by_hop(headers, &route.bound_headers);
     join_cookie_crumbs(headers);
     let mut doomed: Vec<HeaderName> = Vec::new();
-    let watched = rules.identity_lengths
-        | lengths(&route.bound_headers)
-        | if trusted_peer {
-            0
-        } else {
-            rules.spoofable_lengths
-        };
+    // A `_` spelling has the length and first letter of the name it imitates, so one test
+    // passes over most headers (Host, Accept, Authorization, User-Agent, …) without comparing.
+    let mut watched = rules
+        .identity_shape
+        .union(rules.gateway_shape)
+        .union(Shape::of(&route.bound_headers));
+    if !trusted_peer {
+        watched = watched.union(rules.spoofable_shape);
+    }
     for name in headers.keys() {
         let text = name.as_str();
-        // Most headers (Host, Accept, User-Agent, …) have a length none of the watched names
-        // has: nothing to compare.
-        let worth_a_look =
-            may_be(watched, text) || (text.contains('_') && may_be(lengths(&SET_BY_GATEWAY), text));
-        if !worth_a_look {
+        if !watched.may_hold(text) {
             continue;
         }
         let folded = text.contains('_');

@@ -16,7 +16,38 @@ pub struct UnverifiedHeader {
     pub alg: Algorithm,
     pub kid: Option<String>,
     /// `typ`, checked against the provider's `types` when it lists some.
-    pub typ: Option<String>,
+    pub typ: Option<Typ>,
+}
+
+/// A header `typ`, kept inline (no allocation per token): values longer than `Typ::MAX` are
+/// remembered only as "too long", which no provider's list accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Typ {
+    bytes: [u8; Typ::MAX],
+    /// `None` when the value was longer than `MAX`.
+    len: Option<u8>,
+}
+
+impl Typ {
+    pub const MAX: usize = 48;
+
+    fn new(text: &str) -> Typ {
+        let mut bytes = [0u8; Typ::MAX];
+        let len = match bytes.get_mut(..text.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(text.as_bytes());
+                u8::try_from(text.len()).ok()
+            }
+            None => None,
+        };
+        Typ { bytes, len }
+    }
+
+    /// The value, if it was short enough to keep.
+    pub fn as_str(&self) -> Option<&str> {
+        let len = usize::from(self.len?);
+        std::str::from_utf8(self.bytes.get(..len)?).ok()
+    }
 }
 
 /// A token that passed the screen: its parts, its header and its claims, none of them verified.
@@ -55,10 +86,11 @@ impl UnverifiedToken<'_> {
 /// `null` included: a verifier that reads `"crit": null` as absent and one that refuses it
 /// must not disagree about the same token.
 #[derive(Deserialize)]
-struct RawHeader {
+struct RawHeader<'h> {
     alg: String,
     kid: Option<String>,
-    typ: Option<String>,
+    #[serde(borrow)]
+    typ: Option<std::borrow::Cow<'h, str>>,
     #[serde(default, deserialize_with = "present")]
     crit: bool,
     #[serde(default, deserialize_with = "present")]
@@ -131,7 +163,7 @@ pub fn screen_header(token: &str, max_bytes: usize) -> Result<ScreenedHeader<'_>
         header: UnverifiedHeader {
             alg,
             kid: raw.kid,
-            typ: raw.typ,
+            typ: raw.typ.as_deref().map(Typ::new),
         },
         payload_b64,
         signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],

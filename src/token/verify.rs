@@ -202,7 +202,8 @@ pub fn verify_once(
         && !unverified
             .header
             .typ
-            .as_deref()
+            .as_ref()
+            .and_then(|t| t.as_str())
             .is_some_and(|t| types.iter().any(|want| same_media_type(t, want)))
     {
         return Err(TokenError::TypeNotAllowed.into());
