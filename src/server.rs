@@ -381,7 +381,11 @@ impl Connection {
         let mut closing = false;
         let mut quiet = idle::QuietSince::new();
         let result = loop {
+            // Biased: the connection is polled before the deadline checks, so a starved worker
+            // that wakes up late reads the bytes already waiting before it judges the
+            // connection silent or idle (it used to drop such clients unanswered under load).
             tokio::select! {
+                biased;
                 result = conn.as_mut() => break result,
                 _ = until_stopped(&mut stopped), if !closing => {
                     closing = true;
