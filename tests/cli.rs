@@ -21,6 +21,37 @@ impl Drop for Running {
     }
 }
 
+/// Starts `portcullis run` on `config` with stderr piped; returns it (killed on drop), the
+/// address it announced, and the rest of its stderr lines.
+fn start_binary(
+    config: &std::path::Path,
+) -> (
+    Running,
+    String,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the gateway exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("address=") {
+            let rest = &line[at + "address=".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (running, addr, lines)
+}
+
 #[test]
 fn check_accepts_the_shipped_configs() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -104,25 +135,7 @@ async fn run_serves_and_drains_on_sigterm() {
             upstream.url()
         ),
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let running = Running(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the gateway exited before listening")
-            .unwrap();
-        if let Some(at) = line.find("address=") {
-            let rest = &line[at + "address=".len()..];
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (running, addr, lines) = start_binary(&path);
     std::thread::spawn(move || for _ in lines {});
 
     let slow = tokio::spawn(client().get(format!("http://{addr}/slow")).send());
@@ -167,25 +180,7 @@ async fn a_stalled_log_reader_does_not_stop_serving() {
             upstream.url()
         ),
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _running = Running(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the gateway exited before listening")
-            .unwrap();
-        if let Some(at) = line.find("address=") {
-            let rest = &line[at + "address=".len()..];
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (_running, addr, lines) = start_binary(&path);
     // From here on nobody reads stderr: the pipe (64 KiB) fills after a few lines.
     let long = "a".repeat(8000);
     let http = client();

@@ -219,13 +219,7 @@ pub fn mint_with(key: &TestKey, alg: &str, header_patch: Value, claims: &Value) 
             header[k] = v.clone();
         }
     }
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let sig = key.sign(alg, input.as_bytes());
-    format!("{input}.{}", b64(&sig))
+    mint_header(key, alg, &header, claims)
 }
 
 /// Signs `claims` under exactly this JOSE `header` (nulls kept).
