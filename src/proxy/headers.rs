@@ -1,6 +1,8 @@
-//! Step 9: the header rewrite. Hop-by-hop headers and client copies of every header the gateway
-//! sets are removed first, then claim and `X-Forwarded-*` headers are added, so nothing a
-//! client sends (including a `Connection` list) can remove or forge what the gateway adds.
+//! Step 9: the header rewrite, in three parts. 9a `sanitize_request` cleans what the client
+//! sent (hop-by-hop headers, client copies of identity and forwarding headers, look-alikes, `_`
+//! spellings) before any rule reads a header; 9b `credentials_plan` keeps only the verified
+//! token; 9c `inject` adds claim and `X-Forwarded-*` headers. So nothing a client sends
+//! (including a `Connection` list) can remove or forge what the gateway checked or adds.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -477,6 +479,58 @@ mod tests {
                 want.map(str::as_bytes),
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn remove_cookie_table() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("at=1; b=2", "at", Some("b=2")),
+            ("a=1; at=tok; b=2", "at", Some("a=1; b=2")),
+            ("at =forged; at=tok", "at", None),
+            ("a%74=forged; b=2", "at", Some("b=2")),
+            ("att=1; b=2", "at", Some("att=1; b=2")),
+            ("at=1", "at", None),
+        ];
+        for (cookie, name, want) in cases {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_static(cookie));
+            remove_cookie(&mut h, name);
+            let got = h.get(header::COOKIE).map(|v| v.to_str().unwrap());
+            assert_eq!(got, *want, "{cookie}");
+        }
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2; c=3"));
+        join_cookie_crumbs(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
+    fn shape_prefilter_never_skips_a_watched_name() {
+        let names: Vec<HeaderName> = LOOKALIKE_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .chain(SET_BY_GATEWAY)
+            .collect();
+        let shape = Shape::of(&names);
+        for name in &names {
+            assert!(shape.may_hold(name.as_str()), "{name}");
+            assert!(shape.may_hold(&name.as_str().replace('-', "_")), "{name}");
+        }
+        for common in [
+            "host",
+            "accept",
+            "authorization",
+            "user-agent",
+            "content-type",
+        ] {
+            assert!(!shape.may_hold(common), "{common} is compared for nothing");
         }
     }
 

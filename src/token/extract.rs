@@ -228,6 +228,24 @@ mod tests {
     }
 
     #[test]
+    fn without_query_param_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("a=1&access_token=t&b=2", Some("a=1&b=2")),
+            ("access_token=t", None),
+            ("access%5Ftoken=x&access_token=t", None),
+            ("a=1&b=2", Some("a=1&b=2")),
+            ("access_tokens=1", Some("access_tokens=1")),
+        ];
+        for (query, want) in cases {
+            assert_eq!(
+                without_query_param(query, "access_token").as_deref(),
+                *want,
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
     fn extract_table() {
         use Presented::{Nothing, Token, UnsupportedScheme};
         use Source::{Cookie, Header, Query};
