@@ -129,12 +129,14 @@ async fn ping_only_http2_connections_are_closed_when_idle() {
         let (_sender, mut connection) = h2::client::handshake(tcp).await.unwrap();
         let mut ping_pong = connection.ping_pong().unwrap();
         drivers.push(tokio::spawn(async move {
+            // The client's pace (five PINGs a second), not a wait for anything.
+            let mut every = tokio::time::interval(Duration::from_millis(200));
             let pinging = async {
                 loop {
+                    every.tick().await;
                     if ping_pong.ping(h2::Ping::opaque()).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             };
             tokio::select! {
