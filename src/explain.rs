@@ -147,7 +147,7 @@ async fn run(
         snapshot,
         seen: Vec::new(),
         chosen: None,
-        recorder: Recorder::default(),
+        conditions: Vec::new(),
         out,
     };
     let result = pipeline::authorize(
@@ -162,7 +162,7 @@ async fn run(
     let Watch {
         seen,
         chosen,
-        recorder,
+        conditions,
         out,
         ..
     } = watch;
@@ -185,7 +185,7 @@ async fn run(
         .collect();
     out.unlisted_routes = seen.len() - out.routes.len();
     if let Some(Policy::Authenticated(Some(condition))) = chosen.map(|r| &r.policy) {
-        out.conditions = recorder.seen;
+        out.conditions = conditions;
         if !out.conditions.is_empty() {
             mark_unevaluated(condition, &mut out.conditions);
         }
@@ -223,13 +223,16 @@ struct Watch<'s, 'o> {
     snapshot: &'s Snapshot,
     seen: Vec<(&'s Route, Candidate)>,
     chosen: Option<&'s Route>,
-    recorder: Recorder,
+    /// Conditions in evaluation order (pre-order), results filled in as they finish.
+    conditions: Vec<ConditionSeen>,
     out: &'o mut Explanation,
 }
 
 impl Trace for Watch<'_, '_> {
     fn begin(&mut self, depth: usize, condition: &Condition) -> usize {
-        self.recorder.begin(depth, condition)
+        self.conditions
+            .push(ConditionSeen::pending(depth, condition.to_string()));
+        self.conditions.len() - 1
     }
 
     fn end(
@@ -239,7 +242,13 @@ impl Trace for Watch<'_, '_> {
         claim: Option<&Value>,
         operand: Option<&str>,
     ) {
-        self.recorder.end(handle, result, claim, operand)
+        let Some(seen) = self.conditions.get_mut(handle) else {
+            return;
+        };
+        seen.result = if result.is_ok() { "pass" } else { "fail" };
+        seen.reason = result.err().map(Denial::code);
+        seen.claim = claim.cloned();
+        seen.request_value = operand.map(str::to_string);
     }
 }
 
@@ -320,34 +329,6 @@ fn describe_candidate(
         matcher: route.describe_match(),
         verdict,
         note,
-    }
-}
-
-/// Records conditions in evaluation order (pre-order), filling in results as they finish.
-#[derive(Debug, Default)]
-struct Recorder {
-    seen: Vec<ConditionSeen>,
-}
-
-impl Trace for Recorder {
-    fn begin(&mut self, depth: usize, condition: &Condition) -> usize {
-        self.seen
-            .push(ConditionSeen::pending(depth, condition.to_string()));
-        self.seen.len() - 1
-    }
-
-    fn end(
-        &mut self,
-        handle: usize,
-        result: Result<(), Denial>,
-        claim: Option<&Value>,
-        operand: Option<&str>,
-    ) {
-        let seen = &mut self.seen[handle];
-        seen.result = if result.is_ok() { "pass" } else { "fail" };
-        seen.reason = result.err().map(Denial::code);
-        seen.claim = claim.cloned();
-        seen.request_value = operand.map(str::to_string);
     }
 }
 

@@ -1176,8 +1176,7 @@ impl RouteCompiler<'_> {
             (&r.strip_prefix, &path)
         {
             let strip = strip.trim_end_matches('/');
-            let covered = prefix.get(..strip.len()).is_some_and(|h| h == strip)
-                && (prefix.len() == strip.len() || prefix[strip.len()..].starts_with('/'));
+            let covered = crate::routes::path::strip_segments(prefix, strip, true).is_some();
             if !covered {
                 c.error(
                     at,
