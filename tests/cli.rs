@@ -21,6 +21,17 @@ impl Drop for Running {
     }
 }
 
+/// A config with one public route to `upstream`, written into `work`.
+fn open_config(work: &Workdir, upstream: &TestUpstream) -> std::path::PathBuf {
+    work.write(
+        "run.yaml",
+        &format!(
+            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    policy: public\n    upstream: app\n",
+            upstream.url()
+        ),
+    )
+}
+
 /// Starts `portcullis run` on `config` with stderr piped; returns it (killed on drop), the
 /// address it announced, and the rest of its stderr lines.
 fn start_binary(
@@ -128,13 +139,7 @@ fn check_reports_every_error_with_file_line_and_key() {
 async fn run_serves_and_drains_on_sigterm() {
     let upstream = TestUpstream::start_with_delay(Duration::from_millis(1500)).await;
     let work = Workdir::new();
-    let path = work.write(
-        "run.yaml",
-        &format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    policy: public\n    upstream: app\n",
-            upstream.url()
-        ),
-    );
+    let path = open_config(&work, &upstream);
     let (running, addr, lines) = start_binary(&path);
     std::thread::spawn(move || for _ in lines {});
 
@@ -173,13 +178,7 @@ async fn run_serves_and_drains_on_sigterm() {
 async fn a_stalled_log_reader_does_not_stop_serving() {
     let upstream = TestUpstream::start().await;
     let work = Workdir::new();
-    let path = work.write(
-        "run.yaml",
-        &format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    policy: public\n    upstream: app\n",
-            upstream.url()
-        ),
-    );
+    let path = open_config(&work, &upstream);
     let (_running, addr, lines) = start_binary(&path);
     // From here on nobody reads stderr: the pipe (64 KiB) fills after a few lines.
     let long = "a".repeat(8000);
