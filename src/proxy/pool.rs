@@ -185,7 +185,20 @@ impl Pool {
                 // large too.
                 return Box::pin(self.send_on_new_h1(connector, address, request, counted)).await;
             }
-            // At the connection cap: wait for one to come back, boundedly.
+            // At the connection cap: another thread's idle connection, else wait for one to
+            // come back, boundedly.
+            if let Some(mut sender) = self.take_idle_anywhere() {
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        self.recycle(sender);
+                        return Ok(response);
+                    }
+                    Err(failed) => {
+                        request = unsent(failed)?;
+                        continue;
+                    }
+                }
+            }
             if waiting.is_none() {
                 if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
                     self.pending.fetch_sub(1, Ordering::AcqRel);
@@ -272,13 +285,24 @@ impl Pool {
 
     /// The newest idle connection that is still usable, dropping stale ones.
     fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
-        let mut shard = self.shard();
+        self.take_idle_from(&mut self.shard())
+    }
+
+    fn take_idle_from(&self, shard: &mut Shard) -> Option<http1::SendRequest<RequestBody>> {
         while let Some(idle) = shard.idle.pop() {
             if idle.since.elapsed() < self.idle_timeout && idle.sender.is_ready() {
                 return Some(idle.sender);
             }
         }
         None
+    }
+
+    /// At the connection cap only: an idle connection of any shard (the cap counts the
+    /// connections of every thread, so one idle elsewhere is the one that can serve).
+    fn take_idle_anywhere(&self) -> Option<http1::SendRequest<RequestBody>> {
+        self.shards
+            .iter()
+            .find_map(|shard| self.take_idle_from(&mut lock(shard)))
     }
 
     /// Puts the connection back once its exchange is over (response read to the end and request
