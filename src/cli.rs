@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::config::{self, Config};
+use portcullis::resources::Resources;
 use portcullis::routes::policy::Policy;
 use portcullis::{demo, server};
 use tracing_subscriber::EnvFilter;
@@ -200,11 +201,7 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     let loaded = config::load(path);
     if format == OutputFormat::Json {
         let (errors, warnings, routes) = match &loaded {
-            Ok(c) => (
-                Vec::new(),
-                c.warnings.clone(),
-                c.snapshot.routes.routes().len(),
-            ),
+            Ok(c) => (Vec::new(), c.warnings.clone(), c.plan.routes.routes().len()),
             Err(e) => (e.0.clone(), Vec::new(), 0),
         };
         let ok = errors.is_empty() && (!deny_warnings || warnings.is_empty());
@@ -239,7 +236,7 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     for w in &config.warnings {
         println!("warning: {w}");
     }
-    let s = &config.snapshot;
+    let s = &config.plan;
     println!("{}: OK", path.display());
     println!("listeners:");
     for l in &config.listeners {
@@ -355,7 +352,9 @@ fn explain(
     };
     let runtime = runtime()?;
     let explanation = runtime.block_on(async {
-        let snapshot = &config.snapshot;
+        // Detached: no connection, no task; keys are fetched only for a token to check.
+        let snapshot = Resources::detached().snapshot(config.plan).await?;
+        let snapshot = &snapshot;
         if token.is_some() {
             for p in snapshot.providers.list() {
                 if p.keys.is_remote()
@@ -365,8 +364,8 @@ fn explain(
                 }
             }
         }
-        explain::explain(snapshot, method, uri, headers, credential).await
-    });
+        anyhow::Ok(explain::explain(snapshot, method, uri, headers, credential).await)
+    })?;
     match format {
         OutputFormat::Text => print!("{explanation}"),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
@@ -382,7 +381,7 @@ async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path)
     let config = config::load_with(config_path, &vars).map_err(|e| anyhow::anyhow!("{e}"))?;
     print_warnings(&config);
     let issuer = config
-        .snapshot
+        .plan
         .providers
         .list()
         .first()

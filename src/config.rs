@@ -12,18 +12,17 @@ pub mod values;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use diagnostic::{ConfigErrors, Diagnostic};
 
-use crate::state::Snapshot;
+use crate::state::Plan;
 
 /// A listening socket, plain HTTP or TLS.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub address: SocketAddr,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::ServerMaterial>,
 }
 
 /// Process-wide limits and timeouts, with their defaults.
@@ -91,7 +90,8 @@ pub struct Config {
     pub file: PathBuf,
     pub listeners: Vec<ListenerSpec>,
     pub server: ServerSettings,
-    pub snapshot: Snapshot,
+    /// The compiled config as data; `Resources::snapshot` makes it live.
+    pub plan: Plan,
     /// Non-fatal findings: skipped JWKS keys and the rule lint (`config::lint`).
     pub warnings: Vec<Diagnostic>,
 }

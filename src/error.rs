@@ -117,8 +117,6 @@ pub enum UpstreamError {
 /// Failures while starting the gateway (binding, TLS material, crypto self-test).
 #[derive(Debug, Error)]
 pub enum StartupError {
-    #[error("configuration is invalid:\n{0}")]
-    Config(#[from] crate::config::ConfigErrors),
     #[error("cannot start a worker thread: {0}")]
     Worker(#[source] std::io::Error),
     #[error("cannot bind listener {address}: {source}")]
@@ -129,8 +127,13 @@ pub enum StartupError {
     },
     #[error("the JWT crypto self-test failed: {0}")]
     CryptoSelfTest(&'static str),
-    #[error("provider {provider}: {reason} (fail_fast is set)")]
-    Keys { provider: String, reason: String },
+    #[error(transparent)]
+    Resources(#[from] crate::resources::ResourceError),
+    #[error("listener {address}: TLS: {reason}")]
+    Tls {
+        address: std::net::SocketAddr,
+        reason: String,
+    },
     #[error("cannot build the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }

@@ -207,12 +207,12 @@ async fn run(
     };
     out.upstream = Some(format!(
         "{} ({})",
-        upstream.name,
-        upstream.describe_targets()
+        upstream.spec.name,
+        upstream.spec.describe_targets()
     ));
     out.detail = format!(
         "forwarded to upstream {} as {}",
-        upstream.name,
+        upstream.spec.name,
         authorized.path_and_query.path()
     );
     Ok(())

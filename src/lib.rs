@@ -43,6 +43,7 @@ pub mod explain;
 pub mod http;
 pub mod keys;
 pub mod proxy;
+pub mod resources;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ServerSettings};
 use crate::error::StartupError;
 use crate::http::service::{ConnInfo, ConnectionSlot, handle};
-use crate::state::{AppState, Snapshot};
+use crate::resources::{ResourceError, Resources};
+use crate::state::AppState;
 
 /// A started gateway: its bound addresses and a handle to stop it.
 #[derive(Debug)]
@@ -42,6 +43,16 @@ impl RunningGateway {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+
+    /// Makes `config` current: its plan is made live through the registry (unchanged
+    /// upstreams and key stores are kept, new ones start, removed ones stop) and swapped in
+    /// whole. Listeners and `server:` settings stay as they were started. On error nothing
+    /// changes.
+    pub async fn apply(&self, config: Config) -> Result<(), ResourceError> {
+        let snapshot = self.state.resources.snapshot(config.plan).await?;
+        self.state.snapshot.store(Arc::new(snapshot));
+        Ok(())
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
@@ -73,7 +84,15 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
             address: spec.address,
             source,
         };
-        let tls = spec.tls.clone().map(TlsAcceptor::from);
+        let tls = match &spec.tls {
+            None => None,
+            Some(material) => Some(TlsAcceptor::from(material.server_config().map_err(
+                |reason| StartupError::Tls {
+                    address: spec.address,
+                    reason,
+                },
+            )?)),
+        };
         let first = listen(spec.address, workers > 1).map_err(bind_error)?;
         let address = first.local_addr().map_err(bind_error)?;
         sockets[0].push((first, tls.clone()));
@@ -84,15 +103,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         addresses.push(address);
     }
     let (stop, stopped) = watch::channel(false);
-    load_remote_keys(&config.snapshot, &stopped).await?;
-    for upstream in &config.snapshot.upstreams {
-        if upstream.settings.health_check.is_some() {
-            tokio::spawn(upstream.clone().run_health_checks(stopped.clone()));
-        }
-        tokio::spawn(upstream.clone().close_idle_connections(stopped.clone()));
-    }
+    let resources = Resources::new();
+    let snapshot = resources.snapshot(config.plan).await?;
     let settings = Arc::new(config.server);
-    let state = Arc::new(AppState::new(config.snapshot, settings.idle_timeout));
+    let state = Arc::new(AppState::new(snapshot, resources, settings.idle_timeout));
     // One permit per open client connection or upgraded tunnel, across all workers: the cap,
     // and what shutdown waits for.
     let limit = Arc::new(Semaphore::new(settings.max_connections));
@@ -134,6 +148,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     let loops = accept.spawn_all(own);
     let shutdown_timeout = settings.shutdown_timeout;
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    let state_at_stop = state.clone();
     let task = tokio::spawn(async move {
         let mut stopped = stopped;
         until_stopped(&mut stopped).await;
@@ -149,6 +164,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
             warn!(timeout = ?shutdown_timeout, "shutdown timeout reached; closing remaining connections");
         }
         let _ = drained.send(true);
+        state_at_stop.resources.clear();
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
@@ -179,48 +195,6 @@ fn listen(address: SocketAddr, share_port: bool) -> std::io::Result<StdListener>
     }
     socket.bind(address)?;
     socket.listen(1024)?.into_std()
-}
-
-/// Fetches every remote key set once, concurrently (each bounded by its fetch timeout), then
-/// leaves a refresher per provider running until stop. A failed first fetch stops start-up only
-/// for providers with `fail_fast`; the others answer `keys_unavailable` until keys arrive.
-async fn load_remote_keys(
-    snapshot: &Snapshot,
-    stopped: &watch::Receiver<bool>,
-) -> Result<(), StartupError> {
-    let mut first = tokio::task::JoinSet::new();
-    for provider in snapshot
-        .providers
-        .list()
-        .iter()
-        .filter(|p| p.keys.is_remote())
-    {
-        let keys = provider.keys.clone();
-        let name = provider.name.to_string();
-        let fail_fast = keys.remote_settings().is_some_and(|s| s.fail_fast);
-        first.spawn(async move { (name, fail_fast, keys.initial_load().await) });
-    }
-    let mut failure = None;
-    while let Some(joined) = first.join_next().await {
-        if let Ok((provider, true, Err(e))) = joined {
-            failure.get_or_insert(StartupError::Keys {
-                provider,
-                reason: e.to_string(),
-            });
-        }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    for provider in snapshot
-        .providers
-        .list()
-        .iter()
-        .filter(|p| p.keys.is_remote())
-    {
-        tokio::spawn(provider.keys.clone().run_refresher(stopped.clone()));
-    }
-    Ok(())
 }
 
 /// What every accept loop of every worker shares.

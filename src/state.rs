@@ -1,27 +1,34 @@
 //! The compiled config the request path reads: one immutable `Snapshot` behind one `ArcSwap`,
 //! loaded once per request, so a request never mixes two configs.
+//!
+//! The config compiles to a `Plan`: the same struct holding the *specs* of upstreams and key
+//! stores (plain data). `Resources::snapshot` turns a plan into a snapshot by attaching the
+//! live upstreams and key stores it holds for those specs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::proxy::client::Upstream;
+use crate::keys::store::{KeysSpec, ProviderKeys};
+use crate::proxy::client::{Upstream, UpstreamSpec};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::HeaderRules;
+use crate::resources::Resources;
 use crate::routes::RouteTable;
 use crate::routes::path::PathOptions;
 use crate::token::cache::TokenCache;
-use crate::token::verify::Providers;
+use crate::token::verify::{Provider, Providers};
 
-/// Everything a request needs, compiled once per config.
+/// Everything a request needs, compiled once per config. `U` and `K` are the upstreams and the
+/// providers' keys: live (`Snapshot`) or as specs (`Plan`).
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct Snapshot<U = Arc<Upstream>, K = Arc<ProviderKeys>> {
     pub routes: RouteTable,
     /// How request paths are normalised before matching (`paths:`).
     pub paths: PathOptions,
-    pub providers: Providers,
-    pub upstreams: Vec<Arc<Upstream>>,
+    pub providers: Providers<K>,
+    pub upstreams: Vec<U>,
     /// `realm` of `WWW-Authenticate` (default `portcullis`).
     pub realm: Arc<str>,
     /// Peers whose forwarding headers are believed (`server.trusted_proxies`).
@@ -40,18 +47,59 @@ pub struct Snapshot {
     pub token_cache: Option<TokenCache>,
 }
 
+/// The compiled config as data: what `check` reads and a reload compares.
+pub type Plan = Snapshot<UpstreamSpec, KeysSpec>;
+
+impl<U, K> Snapshot<U, K> {
+    /// The same config with each upstream and each provider's keys replaced by what `upstream`
+    /// and `keys` make of them; the first error stops it.
+    pub fn attach<V, L, E>(
+        self,
+        upstream: impl FnMut(U) -> Result<V, E>,
+        mut keys: impl FnMut(&str, K) -> Result<L, E>,
+    ) -> Result<Snapshot<V, L>, E> {
+        let providers = self
+            .providers
+            .into_list()
+            .into_iter()
+            .map(|p| p.try_map_keys(&mut keys))
+            .collect::<Result<Vec<Provider<L>>, E>>()?;
+        Ok(Snapshot {
+            routes: self.routes,
+            paths: self.paths,
+            providers: Providers::new(providers),
+            upstreams: self
+                .upstreams
+                .into_iter()
+                .map(upstream)
+                .collect::<Result<_, E>>()?,
+            realm: self.realm,
+            trusted_proxies: self.trusted_proxies,
+            max_uri_bytes: self.max_uri_bytes,
+            max_headers: self.max_headers,
+            header_rules: self.header_rules,
+            max_token_bytes: self.max_token_bytes,
+            access_log: self.access_log,
+            token_cache: self.token_cache,
+        })
+    }
+}
+
 /// State shared by every connection of a running gateway.
 #[derive(Debug)]
 pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
+    /// The live upstreams and key stores the snapshot points into.
+    pub resources: Resources,
     /// A tunnel on which no byte moves for this long is closed (`server.idle_timeout`).
     pub tunnel_idle_timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(snapshot: Snapshot, tunnel_idle_timeout: Duration) -> Self {
+    pub fn new(snapshot: Snapshot, resources: Resources, tunnel_idle_timeout: Duration) -> Self {
         AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
+            resources,
             tunnel_idle_timeout,
         }
     }

@@ -14,89 +14,146 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Loads a certificate chain and private key (PEM) into a server config with ALPN h2, http/1.1.
-pub fn server_config(certificate: &Path, private_key: &Path) -> Result<Arc<ServerConfig>, String> {
-    let (chain, key) = load_pair(certificate, private_key)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS protocol versions: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
+/// PEM text of a certificate chain and its private key, read at config load: the data a TLS
+/// config is built from (and compared by, on reload). `Debug` shows sizes, never the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub certificate: Vec<u8>,
+    pub private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pair {{ certificate: {} bytes, private_key: {} bytes }}",
+            self.certificate.len(),
+            self.private_key.len()
+        )
+    }
+}
+
+/// What a listener terminates TLS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMaterial(pub Pair);
+
+/// What an https upstream client trusts (`ca`, else the Mozilla roots) and presents.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientMaterial {
+    pub ca: Option<Vec<u8>>,
+    pub identity: Option<Pair>,
+}
+
+impl Pair {
+    /// Reads both files; a problem names the file.
+    pub fn read(certificate: &Path, private_key: &Path) -> Result<Pair, String> {
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+        };
+        Ok(Pair {
+            certificate: read(certificate, "certificate file")?,
+            private_key: read(private_key, "private key file")?,
+        })
+    }
+
+    fn parse(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let chain = parse_chain(&self.certificate, "certificate file")?;
+        let key = PrivateKeyDer::from_pem_slice(&self.private_key)
+            .map_err(|e| format!("cannot read a private key: {e}"))?;
+        Ok((chain, key))
+    }
+}
+
+impl ServerMaterial {
+    /// Reads a listener's certificate chain and key, checking that they form a usable pair.
+    pub fn read(certificate: &Path, private_key: &Path) -> Result<ServerMaterial, String> {
+        let material = ServerMaterial(Pair::read(certificate, private_key)?);
+        material.server_config().map_err(|e| {
             format!(
-                "certificate {} and key {} do not form a usable pair: {e}",
+                "certificate {} and key {}: {e}",
                 certificate.display(),
                 private_key.display()
             )
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The TLS client settings of an https upstream: trust `ca_file` (PEM) or the Mozilla roots,
-/// present `client_identity` (certificate chain, key) when given. ALPN is set by the connector.
-pub fn client_config(
-    ca_file: Option<&Path>,
-    client_identity: Option<(&Path, &Path)>,
-) -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for cert in load_chain(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Ok(material)
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS protocol versions: {e}"))?
-        .with_root_certificates(roots);
-    let config = match client_identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let (chain, key_der) = load_pair(cert, key)?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?
+
+    /// A server config with ALPN h2, http/1.1.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+        let (chain, key) = self.0.parse()?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS protocol versions: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("do not form a usable pair: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ClientMaterial {
+    /// Reads an upstream's CA file and client identity, checking that they build a config.
+    pub fn read(
+        ca_file: Option<&Path>,
+        client_identity: Option<(&Path, &Path)>,
+    ) -> Result<ClientMaterial, String> {
+        let ca = ca_file
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))
+            })
+            .transpose()?;
+        let identity = client_identity
+            .map(|(cert, key)| Pair::read(cert, key))
+            .transpose()?;
+        let material = ClientMaterial { ca, identity };
+        material
+            .client_config()
+            .map_err(|e| match (ca_file, client_identity) {
+                (Some(ca), _) if e.starts_with("CA") => format!("{e} ({})", ca.display()),
+                (_, Some((cert, _))) => format!("{e} ({})", cert.display()),
+                _ => e,
+            })?;
+        Ok(material)
+    }
+
+    /// The TLS client settings of an https upstream. ALPN is set by the connector.
+    pub fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut roots = RootCertStore::empty();
+        match &self.ca {
+            Some(pem) => {
+                for cert in parse_chain(pem, "CA file")? {
+                    roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-    };
-    Ok(config)
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS protocol versions: {e}"))?
+            .with_root_certificates(roots);
+        Ok(match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some(pair) => {
+                let (chain, key) = pair.parse()?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate: {e}"))?
+            }
+        })
+    }
 }
 
-fn load_pair(
-    certificate: &Path,
-    private_key: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let chain = load_chain(certificate)?;
-    let key = PrivateKeyDer::from_pem_file(private_key).map_err(|e| {
-        format!(
-            "cannot read a private key from {}: {e}",
-            private_key.display()
-        )
-    })?;
-    Ok((chain, key))
-}
-
-fn load_chain(certificate: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
-        .map_err(|e| {
-            format!(
-                "cannot read certificate file {}: {e}",
-                certificate.display()
-            )
-        })?
+/// The CERTIFICATE blocks of PEM text; none is an error.
+fn parse_chain(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate file {}: {e}", certificate.display()))?;
+        .map_err(|e| format!("{what}: {e}"))?;
     if chain.is_empty() {
-        return Err(format!(
-            "certificate file {} holds no CERTIFICATE block",
-            certificate.display()
-        ));
+        return Err(format!("{what} holds no CERTIFICATE block"));
     }
     Ok(chain)
 }

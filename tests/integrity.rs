@@ -663,6 +663,10 @@ async fn request_shapes_table() {
     let s = setup().await;
     // `explain` must reach the gateway's decision for every row (body streaming aside).
     let config = portcullis::config::load(&s.gw.work.path().join("gateway.yaml")).unwrap();
+    let snapshot = portcullis::resources::Resources::detached()
+        .snapshot(config.plan)
+        .await
+        .unwrap();
     let mut failures = Vec::new();
     for row in ROWS {
         let before = s.upstream.count();
@@ -682,7 +686,7 @@ async fn request_shapes_table() {
             let head = head.split("\r\n\r\n").next().unwrap_or("");
             let (method, uri, headers) = parse_head(head);
             let explained = portcullis::explain::explain(
-                &config.snapshot,
+                &snapshot,
                 method,
                 uri,
                 headers,

@@ -427,3 +427,67 @@ async fn each_worker_keeps_its_own_upstream_connections() {
         "requests spread over the workers, each with one upstream connection: {opened}"
     );
 }
+
+#[tokio::test]
+async fn a_swapped_snapshot_keeps_unchanged_resources_and_stops_removed_ones() {
+    let up = CountingUpstream::start(false).await;
+    let k1 = TestKey::rsa("k1");
+    let k2 = TestKey::rsa("k2");
+    let kept = TestJwks::start(&[&k1]).await;
+    let removed = TestJwks::start(&[&k2]).await;
+    let yaml = |second_provider: bool, prefix: &str| {
+        let other = if second_provider {
+            format!(
+                "  - name: other\n    issuer: https://other.example\n    audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    jwks_uri: {}\n    remote_keys:\n      allow_http: true\n",
+                removed.jwks_uri()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "listeners:\n  - address: 127.0.0.1:0\nserver:\n  workers: 1\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    jwks_uri: {}\n    remote_keys:\n      allow_http: true\n{other}routes:\n  - name: api\n    prefix: {prefix}\n    upstream: app\n",
+            up.url,
+            kept.jwks_uri()
+        )
+    };
+    let gw = TestGateway::start(Workdir::new(), &yaml(true, "/api")).await;
+    let token = mint(&k1, "RS256", &claims());
+    let get = |path: &'static str| client().get(gw.url(0, path)).bearer_auth(&token).send();
+    assert_eq!(get("/api/x").await.unwrap().status(), 200);
+    assert_eq!(
+        (up.accepted(), kept.fetches(), removed.fetches()),
+        (1, 1, 1)
+    );
+    let removed_keys = {
+        let snapshot = gw.gateway.state.snapshot.load();
+        let other = snapshot.providers.index_of("other").unwrap();
+        Arc::downgrade(&snapshot.providers.list()[other].keys)
+    };
+
+    // The same upstream and provider, `other` gone, the route moved.
+    let next = portcullis::config::load(&gw.work.write("next.yaml", &yaml(false, "/v2"))).unwrap();
+    gw.gateway.apply(next).await.unwrap();
+    let (status, code, _) = reason(get("/api/x").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (404, "no_route"), "old rules gone");
+    assert_eq!(get("/v2/x").await.unwrap().status(), 200, "new rules live");
+    assert_eq!(up.accepted(), 1, "the pooled connection is reused");
+    assert_eq!(
+        kept.fetches(),
+        1,
+        "the kept provider's keys are kept, not fetched again"
+    );
+    assert_eq!(
+        gw.gateway.state.resources.names(),
+        (vec!["app".to_string()], vec!["idp".to_string()])
+    );
+    // Nothing is left holding the removed provider's store: its refresher has stopped.
+    assert_eventually(
+        Duration::from_secs(5),
+        "the removed provider's task stops",
+        || {
+            let gone = removed_keys.upgrade().is_none();
+            async move { gone }
+        },
+    )
+    .await;
+}

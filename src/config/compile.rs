@@ -16,7 +16,7 @@ use super::rule_files::RuleFile;
 use super::{Config, ConfigErrors};
 use crate::proxy::headers::HeaderRules;
 use crate::routes::RouteTable;
-use crate::state::Snapshot;
+use crate::state::Plan;
 use crate::token::cache::TokenCache;
 use crate::token::verify::Providers;
 use providers::compile_providers;
@@ -89,7 +89,7 @@ pub fn compile(
         file: file.to_path_buf(),
         listeners,
         server: settings,
-        snapshot: Snapshot {
+        plan: Plan {
             paths,
             providers: Providers::new(providers),
             upstreams,

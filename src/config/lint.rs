@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::diagnostic::{Collector, Diagnostic};
 use super::raw::RawConfig;
-use crate::proxy::client::Upstream;
+use crate::proxy::client::UpstreamSpec;
 use http::Method;
 
 use crate::routes::matcher::{HostPattern, PathMatcher, Segment};
@@ -16,12 +16,7 @@ use crate::routes::policy::{ClaimTest, Condition, Operand, Policy};
 use crate::routes::{Route, RouteTable};
 
 /// Adds every lint finding for the compiled `routes` to `c.warnings`.
-pub fn lint(
-    routes: &RouteTable,
-    upstreams: &[std::sync::Arc<Upstream>],
-    raw: &RawConfig,
-    c: &mut Collector,
-) {
+pub fn lint(routes: &RouteTable, upstreams: &[UpstreamSpec], raw: &RawConfig, c: &mut Collector) {
     fall_through(routes, c);
     let routes = routes.routes();
     shadowed(routes, c);

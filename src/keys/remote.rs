@@ -1,6 +1,7 @@
 //! Fetching a provider's keys over HTTP(S): a `jwks_uri`, or OIDC discovery of it. Bounded in
 //! time and size; the response's `Cache-Control: max-age` says how long the keys are fresh.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::header::{ACCEPT, CACHE_CONTROL};
@@ -99,8 +100,39 @@ pub struct Fetched {
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     pub source: RemoteSource,
-    client: reqwest::Client,
     algorithms: Vec<Algorithm>,
+    fetch_timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
+    /// Built at the first fetch, so a store that never fetches (`explain` without a token)
+    /// makes no client.
+    client: OnceLock<Result<reqwest::Client, String>>,
+}
+
+/// What the config says of a remote key source: plain data, compared on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    pub source: RemoteSource,
+    pub algorithms: Vec<Algorithm>,
+    pub settings: RemoteSettings,
+    /// Trust only this CA (PEM) instead of the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl RemoteSpec {
+    /// Checks what would make the fetcher's client fail to build (the CA file).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.ca_pem {
+            None => Ok(()),
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| format!("ca_file: {e}"))?;
+                if certs.is_empty() {
+                    return Err("ca_file holds no certificate".into());
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,35 +142,34 @@ struct Discovery {
 }
 
 impl Fetcher {
-    /// `ca_pem`: trust only this CA (PEM) instead of the system roots.
-    pub fn new(
-        source: RemoteSource,
-        algorithms: Vec<Algorithm>,
-        settings: &RemoteSettings,
-        ca_pem: Option<&[u8]>,
-    ) -> Result<Fetcher, String> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(settings.fetch_timeout)
-            .connect_timeout(settings.fetch_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
-            .no_proxy();
-        if let Some(pem) = ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))?;
-            if certs.is_empty() {
-                return Err("ca_file holds no certificate".into());
-            }
-            builder = builder.tls_certs_only(certs);
+    pub fn new(spec: &RemoteSpec) -> Fetcher {
+        Fetcher {
+            source: spec.source.clone(),
+            algorithms: spec.algorithms.clone(),
+            fetch_timeout: spec.settings.fetch_timeout,
+            ca_pem: spec.ca_pem.clone(),
+            client: OnceLock::new(),
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Fetcher {
-            source,
-            client,
-            algorithms,
-        })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        let built = self.client.get_or_init(|| {
+            let mut builder = reqwest::Client::builder()
+                .timeout(self.fetch_timeout)
+                .connect_timeout(self.fetch_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+                .no_proxy();
+            if let Some(pem) = &self.ca_pem {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| format!("ca_file: {e}"))?;
+                builder = builder.tls_certs_only(certs);
+            }
+            builder
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        });
+        built.as_ref().map_err(Clone::clone)
     }
 
     /// Finds the JWKS URL: the configured one, the one remembered from an earlier discovery,
@@ -206,8 +237,11 @@ impl Fetcher {
             url: url.to_string(),
             reason: error_chain(&e),
         };
-        let mut response = self
-            .client
+        let client = self.client().map_err(|reason| FetchError::Transport {
+            url: url.to_string(),
+            reason,
+        })?;
+        let mut response = client
             .get(url)
             .header(ACCEPT, "application/json")
             .send()

@@ -18,8 +18,49 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::remote::{FetchError, Fetcher, RemoteSettings, freshness};
+use super::remote::{FetchError, Fetcher, RemoteSettings, RemoteSpec, freshness};
 use super::{KeySet, VerifyKey};
+
+/// What the config says of a provider's keys: the local keys, already parsed, and what to
+/// fetch. Two specs are the same when the digest of the local sources and the remote spec
+/// are; an unchanged spec keeps its live store on reload (fetched keys and refresher too).
+#[derive(Clone)]
+pub struct KeysSpec {
+    pub local: Vec<VerifyKey>,
+    /// SHA-256 over the local key sources (file contents, kids, algorithms).
+    pub fingerprint: [u8; 32],
+    pub remote: Option<RemoteSpec>,
+}
+
+impl PartialEq for KeysSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.remote == other.remote
+    }
+}
+
+impl KeysSpec {
+    /// A description of the sources for `check`.
+    pub fn describe(&self) -> String {
+        use super::remote::{RemoteSource, discovery_url};
+        let local = format!("{} local key(s)", self.local.len());
+        match self.remote.as_ref().map(|r| &r.source) {
+            None => local,
+            Some(RemoteSource::JwksUri(uri)) => format!("{local} + JWKS from {uri}"),
+            Some(RemoteSource::Discovery { issuer }) => {
+                format!("{local} + discovery via {}", discovery_url(issuer))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KeysSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysSpec")
+            .field("local", &self.local.len())
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The keys usable now.
 #[derive(Debug)]
@@ -139,49 +180,49 @@ struct RefreshState {
 }
 
 impl ProviderKeys {
-    /// Keys from local files only.
-    pub fn local(keys: Vec<VerifyKey>) -> ProviderKeys {
-        ProviderKeys {
-            current: ArcSwap::from_pointee(KeySnapshot {
-                set: KeySet::new(keys.clone()),
-                generation: 0,
-            }),
-            local: keys,
-            remote: None,
-        }
-    }
-
-    /// Local keys plus keys fetched by `fetcher`; until the first fetch, only the local ones.
-    pub fn with_remote(
-        provider: &str,
-        local: Vec<VerifyKey>,
-        fetcher: Fetcher,
-        settings: RemoteSettings,
-    ) -> ProviderKeys {
-        let (settings_burst, settings_refill, settings_cooldown) = (
-            settings.unknown_kid_burst,
-            settings.unknown_kid_refill,
-            settings.unknown_kid_cooldown,
-        );
+    /// The live store of `spec`: its local keys now, the remote ones after the first fetch.
+    /// Starts no task and makes no client: `run_refresher` and the first fetch do.
+    pub fn new(provider: &str, spec: &KeysSpec) -> ProviderKeys {
+        let local = spec.local.clone();
         ProviderKeys {
             current: ArcSwap::from_pointee(KeySnapshot {
                 set: KeySet::new(local.clone()),
                 generation: 0,
             }),
             local,
-            remote: Some(Remote {
-                fetcher,
-                settings,
+            remote: spec.remote.as_ref().map(|remote| Remote {
+                fetcher: Fetcher::new(remote),
+                settings: remote.settings,
                 state: Mutex::new(RefreshState::default()),
                 provider: provider.into(),
-                budget: RefetchBudget::new(settings_burst, settings_refill),
+                budget: RefetchBudget::new(
+                    remote.settings.unknown_kid_burst,
+                    remote.settings.unknown_kid_refill,
+                ),
                 absent: moka::sync::Cache::builder()
                     .max_capacity(MAX_ABSENT_KIDS)
-                    .time_to_live(settings_cooldown.max(Duration::from_millis(1)))
+                    .time_to_live(
+                        remote
+                            .settings
+                            .unknown_kid_cooldown
+                            .max(Duration::from_millis(1)),
+                    )
                     .build(),
                 in_flight: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Keys from local files only.
+    pub fn local(keys: Vec<VerifyKey>) -> ProviderKeys {
+        ProviderKeys::new(
+            "",
+            &KeysSpec {
+                fingerprint: [0; 32],
+                local: keys,
+                remote: None,
+            },
+        )
     }
 
     /// The keys to verify with now.
@@ -209,19 +250,6 @@ impl ProviderKeys {
 
     pub fn remote_settings(&self) -> Option<&RemoteSettings> {
         self.remote.as_ref().map(|r| &r.settings)
-    }
-
-    /// A description of the sources for `check`.
-    pub fn describe(&self) -> String {
-        use super::remote::{RemoteSource, discovery_url};
-        let local = format!("{} local key(s)", self.local.len());
-        match self.remote.as_ref().map(|r| &r.fetcher.source) {
-            None => local,
-            Some(RemoteSource::JwksUri(uri)) => format!("{local} + JWKS from {uri}"),
-            Some(RemoteSource::Discovery { issuer }) => {
-                format!("{local} + discovery via {}", discovery_url(issuer))
-            }
-        }
     }
 
     /// First fetch at start-up.

@@ -1,8 +1,8 @@
 //! The upstream client, one per configured upstream: its targets (each with its connection
 //! pool), how one is picked, which are ejected after connect failures, and its timeouts.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::pool::{Connector, Pool, SendError};
 use crate::http::limits::RequestBody;
+use crate::tls::ClientMaterial;
 
 /// How a target is chosen for each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -115,13 +116,37 @@ pub struct Target {
     ejected_until: AtomicU64,
 }
 
-/// A named upstream: its targets and the connector that reaches them.
-pub struct Upstream {
+/// What the config says of an upstream: plain data, compared on reload (an unchanged spec
+/// keeps its live `Upstream`, pools included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
     pub name: Arc<str>,
     pub scheme: Scheme,
-    pub targets: Vec<Target>,
+    pub authorities: Vec<Authority>,
     pub settings: UpstreamSettings,
-    connector: Connector,
+    pub tls: ClientMaterial,
+}
+
+impl UpstreamSpec {
+    /// `http://a:1, http://b:2`.
+    pub fn describe_targets(&self) -> String {
+        let targets: Vec<String> = self
+            .authorities
+            .iter()
+            .map(|a| format!("{}://{a}", self.scheme))
+            .collect();
+        targets.join(", ")
+    }
+}
+
+/// A named upstream: its targets, their pools and the connector that reaches them.
+pub struct Upstream {
+    pub spec: UpstreamSpec,
+    pub targets: Vec<Target>,
+    /// TLS client settings, built at creation; the connector is built from them at first use
+    /// (an upstream that never sends, as under `explain`, makes no client).
+    tls: rustls::ClientConfig,
+    connector: OnceLock<Connector>,
     next: AtomicUsize,
     epoch: Instant,
     /// Requests in flight, against `max_requests`; shared with the response bodies that hold
@@ -186,38 +211,23 @@ impl Drop for InFlight<'_> {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("name", &self.name)
+            .field("spec", &self.spec)
             .field("targets", &self.targets)
-            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
 impl Upstream {
-    /// Builds the upstream and its connection pool (no connection is opened yet). `tls` is
-    /// used for https targets.
-    pub fn new(
-        name: &str,
-        scheme: Scheme,
-        authorities: Vec<Authority>,
-        settings: UpstreamSettings,
-        tls: rustls::ClientConfig,
-    ) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        // ALPN offers exactly the protocol the client will speak.
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = if settings.http2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
-        };
-        let targets = authorities
-            .into_iter()
+    /// Builds the upstream and its (empty) connection pools: no connection is opened, no
+    /// client made, no task started.
+    pub fn new(spec: UpstreamSpec) -> Result<Self, String> {
+        let tls = spec.tls.client_config()?;
+        let settings = &spec.settings;
+        let scheme = &spec.scheme;
+        let targets = spec
+            .authorities
+            .iter()
+            .cloned()
             .map(|authority| Target {
                 host: HeaderValue::from_str(authority.as_str())
                     .unwrap_or(HeaderValue::from_static("localhost")),
@@ -240,16 +250,34 @@ impl Upstream {
                 ejected_until: AtomicU64::new(0),
             })
             .collect();
-        Upstream {
-            name: name.into(),
-            scheme,
+        Ok(Upstream {
+            spec,
             targets,
-            settings,
-            connector,
+            tls,
+            connector: OnceLock::new(),
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
             in_flight: Arc::new(AtomicUsize::new(0)),
-        }
+        })
+    }
+
+    /// The connector, built at the first request: ALPN offers exactly the protocol the client
+    /// will speak.
+    fn connector(&self) -> &Connector {
+        self.connector.get_or_init(|| {
+            let mut http = HttpConnector::new();
+            http.set_connect_timeout(Some(self.spec.settings.connect_timeout));
+            http.set_nodelay(true);
+            http.enforce_http(false);
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(self.tls.clone())
+                .https_or_http();
+            if self.spec.settings.http2 {
+                builder.enable_http2().wrap_connector(http)
+            } else {
+                builder.enable_http1().wrap_connector(http)
+            }
+        })
     }
 
     /// A place for one more request under `max_requests`, or `None` when the upstream is full
@@ -257,7 +285,7 @@ impl Upstream {
     pub fn try_request_slot(&self) -> Option<RequestSlot> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = RequestSlot(self.in_flight.clone());
-        (before < self.settings.max_requests).then_some(slot)
+        (before < self.spec.settings.max_requests).then_some(slot)
     }
 
     /// Requests in flight now.
@@ -276,9 +304,9 @@ impl Upstream {
         target
             .pool
             .send(
-                &self.connector,
+                self.connector(),
                 &target.address,
-                self.settings.http2,
+                self.spec.settings.http2,
                 request,
             )
             .await
@@ -289,7 +317,7 @@ impl Upstream {
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let every = (self.settings.pool_idle_timeout / 4)
+        let every = (self.spec.settings.pool_idle_timeout / 4)
             .clamp(Duration::from_millis(100), Duration::from_secs(15));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -302,16 +330,6 @@ impl Upstream {
                 target.pool.close_expired();
             }
         }
-    }
-
-    /// `http://a:1, http://b:2`.
-    pub fn describe_targets(&self) -> String {
-        let targets: Vec<String> = self
-            .targets
-            .iter()
-            .map(|t| format!("{}://{}", self.scheme, t.authority))
-            .collect();
-        targets.join(", ")
     }
 
     fn now_ms(&self) -> u64 {
@@ -333,7 +351,7 @@ impl Upstream {
         let usable = |i: usize| Some(i) != avoid && !self.is_ejected(&self.targets[i], now);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut candidates = (0..n).map(|k| (start + k) % n);
-        let chosen = match self.settings.balance {
+        let chosen = match self.spec.settings.balance {
             Balance::RoundRobin => candidates.find(|&i| usable(i)),
             Balance::LeastOutstanding => candidates
                 .filter(|&i| usable(i))
@@ -363,12 +381,12 @@ impl Upstream {
     pub fn failed(&self, i: usize) {
         let target = &self.targets[i];
         let failures = target.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let limit = self.settings.eject_after;
+        let limit = self.spec.settings.eject_after;
         if limit > 0 && failures >= limit {
-            let until = self.now_ms() + self.settings.eject_for.as_millis() as u64;
+            let until = self.now_ms() + self.spec.settings.eject_for.as_millis() as u64;
             target.ejected_until.store(until, Ordering::Relaxed);
             target.failures.store(0, Ordering::Relaxed);
-            warn!(upstream = %self.name, target = %target.authority, failures, eject_for = ?self.settings.eject_for, "target ejected after connect failures");
+            warn!(upstream = %self.spec.name, target = %target.authority, failures, eject_for = ?self.spec.settings.eject_for, "target ejected after connect failures");
         }
     }
 
@@ -382,14 +400,14 @@ impl Upstream {
         } else {
             target.ejected_until.store(u64::MAX, Ordering::Relaxed);
             if !was_ejected {
-                warn!(upstream = %self.name, target = %target.authority, "target failed its health check");
+                warn!(upstream = %self.spec.name, target = %target.authority, "target failed its health check");
             }
         }
     }
 
     /// Runs the active health check (if configured) until `stop` turns true.
     pub async fn run_health_checks(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let Some(check) = self.settings.health_check.clone() else {
+        let Some(check) = self.spec.settings.health_check.clone() else {
             return;
         };
         let mut tick = tokio::time::interval(check.interval);
@@ -409,9 +427,9 @@ impl Upstream {
     async fn probe(&self, i: usize, check: &HealthCheck) -> bool {
         let target = &self.targets[i];
         let mut request = Request::new(RequestBody::Empty);
-        if self.settings.http2 {
+        if self.spec.settings.http2 {
             let uri = Uri::builder()
-                .scheme(self.scheme.clone())
+                .scheme(self.spec.scheme.clone())
                 .authority(target.authority.clone())
                 .path_and_query(check.path.clone())
                 .build();
@@ -442,7 +460,6 @@ mod tests {
 
     fn upstream(n: usize, balance: Balance) -> Upstream {
         crate::tls::install_crypto_provider();
-        let tls = crate::tls::client_config(None, None).unwrap();
         let authorities = (0..n)
             .map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap())
             .collect();
@@ -451,7 +468,14 @@ mod tests {
             eject_after: 2,
             ..UpstreamSettings::default()
         };
-        Upstream::new("u", Scheme::HTTP, authorities, settings, tls)
+        Upstream::new(UpstreamSpec {
+            name: "u".into(),
+            scheme: Scheme::HTTP,
+            authorities,
+            settings,
+            tls: ClientMaterial::default(),
+        })
+        .unwrap()
     }
 
     #[tokio::test]

@@ -23,13 +23,14 @@ pub async fn forward(
     let retryable = request.body().is_end_stream() && is_idempotent(request.method());
     let attempts = if retryable {
         1 + upstream
+            .spec
             .settings
             .retries
             .min(upstream.targets.len() as u32 - 1)
     } else {
         1
     };
-    let http2 = upstream.settings.http2;
+    let http2 = upstream.spec.settings.http2;
     let mut outgoing = request;
     *outgoing.version_mut() = if http2 {
         Version::HTTP_2
@@ -45,7 +46,7 @@ pub async fn forward(
         // `:scheme` and `:authority` from.
         *outgoing.uri_mut() = if http2 {
             Uri::builder()
-                .scheme(upstream.scheme.clone())
+                .scheme(upstream.spec.scheme.clone())
                 .authority(target.authority.clone())
                 .path_and_query(path_and_query.clone())
                 .build()
@@ -55,14 +56,14 @@ pub async fn forward(
         };
         set_host(
             outgoing.headers_mut(),
-            &upstream.settings.host,
+            &upstream.spec.settings.host,
             &target.host,
             http2,
             client_sent_host,
         );
         let _in_flight = upstream.begin(i);
         let result = tokio::time::timeout(
-            upstream.settings.response_timeout,
+            upstream.spec.settings.response_timeout,
             upstream.send(i, outgoing),
         )
         .await;

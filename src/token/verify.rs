@@ -15,9 +15,10 @@ use crate::error::TokenError;
 use crate::keys::store::ProviderKeys;
 use crate::keys::{KeyMiss, KeySet};
 
-/// One token issuer and what a token from it must satisfy.
+/// One token issuer and what a token from it must satisfy. `K` is its keys: the live store
+/// in a snapshot, their spec in the compiled config.
 #[derive(Debug)]
-pub struct Provider {
+pub struct Provider<K = Arc<ProviderKeys>> {
     pub name: Arc<str>,
     /// Exact `iss` value.
     pub issuer: String,
@@ -26,7 +27,7 @@ pub struct Provider {
     pub audiences: Option<Vec<String>>,
     /// Allowed `alg` values.
     pub algorithms: Vec<Algorithm>,
-    pub keys: Arc<ProviderKeys>,
+    pub keys: K,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 30).
     pub leeway: u64,
     /// Whether a token without `exp` is rejected (default yes).
@@ -39,16 +40,46 @@ pub struct Provider {
     pub clients: Option<Vec<String>>,
 }
 
+impl<K> Provider<K> {
+    /// The same provider with what `f` makes of its keys (the live store of their spec).
+    pub fn try_map_keys<L, E>(
+        self,
+        f: impl FnOnce(&str, K) -> Result<L, E>,
+    ) -> Result<Provider<L>, E> {
+        let keys = f(&self.name, self.keys)?;
+        Ok(Provider {
+            name: self.name,
+            issuer: self.issuer,
+            audiences: self.audiences,
+            algorithms: self.algorithms,
+            keys,
+            leeway: self.leeway,
+            require_exp: self.require_exp,
+            types: self.types,
+            clients: self.clients,
+        })
+    }
+}
+
 /// All providers of a config, found by issuer.
-#[derive(Debug, Default)]
-pub struct Providers {
-    list: Vec<Provider>,
+#[derive(Debug)]
+pub struct Providers<K = Arc<ProviderKeys>> {
+    list: Vec<Provider<K>>,
     by_issuer: HashMap<String, usize>,
 }
 
-impl Providers {
+impl<K> Default for Providers<K> {
+    fn default() -> Self {
+        Providers {
+            list: Vec::new(),
+            by_issuer: HashMap::new(),
+        }
+    }
+}
+
+impl<K> Providers<K> {
     /// Builds the set; issuers are unique (the config compiler checks it).
-    pub fn new(list: Vec<Provider>) -> Self {
+    pub fn new(list: Vec<Provider<K>>) -> Self {
         let by_issuer = list
             .iter()
             .enumerate()
@@ -57,7 +88,7 @@ impl Providers {
         Providers { list, by_issuer }
     }
 
-    pub fn list(&self) -> &[Provider] {
+    pub fn list(&self) -> &[Provider<K>] {
         &self.list
     }
 
@@ -65,6 +96,13 @@ impl Providers {
         self.list.iter().position(|p| &*p.name == name)
     }
 
+    /// The providers, in config order.
+    pub fn into_list(self) -> Vec<Provider<K>> {
+        self.list
+    }
+}
+
+impl Providers {
     /// Whether no provider a route accepts (`allowed`; `None`: all) has a key named `kid`, while
     /// none of them may fetch its keys again now and all have keys: such a token cannot
     /// verify, whatever its payload says.

@@ -554,7 +554,10 @@ impl TestJwks {
         };
         let acceptor = pki.map(|p| {
             tokio_rustls::TlsAcceptor::from(
-                portcullis::tls::server_config(&p.cert, &p.key).unwrap(),
+                portcullis::tls::ServerMaterial::read(&p.cert, &p.key)
+                    .unwrap()
+                    .server_config()
+                    .unwrap(),
             )
         });
         let state = Arc::new(Mutex::new(JwksState {

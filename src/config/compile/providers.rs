@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use base64::Engine;
 use http::Uri;
@@ -13,8 +12,8 @@ use serde_saphyr::{Location, Spanned};
 use super::resolve;
 use crate::config::diagnostic::Collector;
 use crate::config::raw::{RawAudiences, RawProvider};
-use crate::keys::remote::{Fetcher, RemoteSettings, RemoteSource};
-use crate::keys::store::ProviderKeys;
+use crate::keys::remote::{RemoteSettings, RemoteSource, RemoteSpec};
+use crate::keys::store::KeysSpec;
 use crate::keys::{VerifyKey, jwks, source};
 use crate::token::verify::Provider;
 
@@ -27,7 +26,7 @@ pub(super) fn compile_providers(
     raw: &[Spanned<RawProvider>],
     base: &Path,
     c: &mut Collector,
-) -> Vec<Provider> {
+) -> Vec<Provider<KeysSpec>> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     let mut issuers = HashSet::new();
@@ -97,7 +96,7 @@ pub(super) fn compile_providers(
                 format!("expected at most {MAX_LEEWAY_SECS}s"),
             );
         }
-        let keys = compile_keys(p, &key, at, &algorithms, base, c);
+        let (keys, fingerprint) = compile_keys(p, &key, at, &algorithms, base, c);
         let remote = compile_remote(p, &key, at, &algorithms, base, c);
         if c.found.len() == errors_before && remote.is_none() {
             for alg in &algorithms {
@@ -122,12 +121,11 @@ pub(super) fn compile_providers(
             issuer: p.issuer.0.clone(),
             audiences,
             algorithms,
-            keys: Arc::new(match remote {
-                Some((fetcher, settings)) => {
-                    ProviderKeys::with_remote(&p.name, keys, fetcher, settings)
-                }
-                None => ProviderKeys::local(keys),
-            }),
+            keys: KeysSpec {
+                local: keys,
+                fingerprint,
+                remote,
+            },
             leeway,
             require_exp: p.require_exp.unwrap_or(true),
             types: compile_list(
@@ -188,7 +186,7 @@ fn compile_remote(
     algorithms: &[Algorithm],
     base: &Path,
     c: &mut Collector,
-) -> Option<(Fetcher, RemoteSettings)> {
+) -> Option<RemoteSpec> {
     let source = match (&p.jwks_uri, p.discovery) {
         (Some(_), true) => {
             c.error(at, key, "expected jwks_uri or discovery: true, not both");
@@ -301,8 +299,14 @@ fn compile_remote(
             }
         }
     };
-    match Fetcher::new(source, algorithms.to_vec(), &settings, ca_pem.as_deref()) {
-        Ok(fetcher) => Some((fetcher, settings)),
+    let spec = RemoteSpec {
+        source,
+        algorithms: algorithms.to_vec(),
+        settings,
+        ca_pem,
+    };
+    match spec.check() {
+        Ok(()) => Some(spec),
         Err(e) => {
             c.error(at, k, e);
             None
@@ -317,8 +321,15 @@ fn compile_keys(
     algorithms: &[Algorithm],
     base: &Path,
     c: &mut Collector,
-) -> Vec<VerifyKey> {
+) -> (Vec<VerifyKey>, [u8; 32]) {
     let mut keys = Vec::new();
+    // What the keys are made of, so a reload can tell whether they changed.
+    let mut sources = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut feed = |part: &[u8]| {
+        sources.update(&(part.len() as u64).to_be_bytes());
+        sources.update(part);
+    };
+    feed(format!("{algorithms:?}").as_bytes());
     if let Some(file) = &p.jwks_file {
         let path = resolve(base, file.as_str());
         match std::fs::read(&path) {
@@ -327,7 +338,7 @@ fn compile_keys(
                 format!("{key}.jwks_file"),
                 format!("cannot read {}: {e}", path.display()),
             ),
-            Ok(bytes) => match jwks::parse(&bytes, algorithms, true) {
+            Ok(bytes) => match jwks::parse(&bytes, algorithms, true).inspect(|_| feed(&bytes)) {
                 Err(e) => c.error(
                     at,
                     format!("{key}.jwks_file"),
@@ -362,8 +373,13 @@ fn compile_keys(
                 continue;
             }
         };
-        match source::load_pem_public_key(&resolve(base, pk.file.as_str()), pk.kid.clone(), alg) {
-            Ok(k) => keys.push(k),
+        let path = resolve(base, pk.file.as_str());
+        match source::load_pem_public_key(&path, pk.kid.clone(), alg) {
+            Ok(k) => {
+                feed(&std::fs::read(&path).unwrap_or_default());
+                feed(format!("{:?} {alg:?}", pk.kid).as_bytes());
+                keys.push(k)
+            }
             Err(e) => c.error(at, format!("{key}.public_keys[{j}].file"), e),
         }
     }
@@ -400,10 +416,16 @@ fn compile_keys(
                 Ok(b)
             }
         });
-        match bytes.and_then(|b| source::hmac_key(&b, secret.kid.clone())) {
+        match bytes.and_then(|b| {
+            feed(&b);
+            feed(format!("{:?}", secret.kid).as_bytes());
+            source::hmac_key(&b, secret.kid.clone())
+        }) {
             Ok(k) => keys.push(k),
             Err(e) => c.error(at, k, e),
         }
     }
-    keys
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(sources.finish().as_ref());
+    (keys, fingerprint)
 }

@@ -12,7 +12,8 @@ use serde_saphyr::{Location, Spanned};
 use super::conditions::compile_policy;
 use crate::config::diagnostic::Collector;
 use crate::config::raw::{RawPolicy, RawRoute, StringOrList};
-use crate::proxy::client::Upstream;
+use crate::keys::store::KeysSpec;
+use crate::proxy::client::UpstreamSpec;
 use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use crate::routes::path::PathOptions;
@@ -24,8 +25,8 @@ use crate::token::verify::Provider;
 /// Compiles the routes of the main file and of each rule file, in that order.
 pub(super) struct RouteCompiler<'a> {
     pub(super) upstreams: &'a HashMap<String, usize>,
-    pub(super) upstream_list: &'a [Arc<Upstream>],
-    pub(super) providers: &'a [Provider],
+    pub(super) upstream_list: &'a [UpstreamSpec],
+    pub(super) providers: &'a [Provider<KeysSpec>],
     pub(super) default_case_sensitive: bool,
     pub(super) default_max_body_bytes: Option<u64>,
     pub(super) paths: PathOptions,

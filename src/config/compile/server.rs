@@ -16,7 +16,7 @@ use crate::config::{ListenerSpec, ServerSettings};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::{LOOKALIKE_HEADERS, is_reserved_for_injection};
 use crate::routes::path::PathOptions;
-use crate::tls;
+use crate::tls::ServerMaterial;
 use crate::token::cache::TokenCacheSettings;
 
 /// Default longest request target, in bytes.
@@ -265,11 +265,11 @@ pub(super) fn compile_listeners(
         }
         let tls = match &l.tls {
             None => None,
-            Some(t) => match tls::server_config(
+            Some(t) => match ServerMaterial::read(
                 &resolve(base, t.certificate.as_str()),
                 &resolve(base, t.private_key.as_str()),
             ) {
-                Ok(cfg) => Some(cfg),
+                Ok(material) => Some(material),
                 Err(e) => {
                     c.error(at, format!("listeners[{i}].tls"), e);
                     None

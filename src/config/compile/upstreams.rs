@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
@@ -13,14 +12,14 @@ use serde_saphyr::{Location, Spanned};
 use super::resolve;
 use crate::config::diagnostic::Collector;
 use crate::config::raw::RawUpstream;
-use crate::proxy::client::{HealthCheck, HostRewrite, Upstream, UpstreamSettings};
-use crate::tls;
+use crate::proxy::client::{HealthCheck, HostRewrite, UpstreamSettings, UpstreamSpec};
+use crate::tls::ClientMaterial;
 
 pub(super) fn compile_upstreams(
     raw: &BTreeMap<String, Spanned<RawUpstream>>,
     base: &Path,
     c: &mut Collector,
-) -> (Vec<Arc<Upstream>>, HashMap<String, usize>) {
+) -> (Vec<UpstreamSpec>, HashMap<String, usize>) {
     let mut out = Vec::new();
     let mut index = HashMap::new();
     if raw.is_empty() {
@@ -41,7 +40,7 @@ pub(super) fn compile_upstreams(
                 usize::MAX
             },
         );
-        out.extend(built.map(Arc::new));
+        out.extend(built);
     }
     (out, index)
 }
@@ -53,7 +52,7 @@ fn compile_upstream(
     at: Option<&Location>,
     base: &Path,
     c: &mut Collector,
-) -> Option<Upstream> {
+) -> Option<UpstreamSpec> {
     let errors_before = c.found.len();
     let d = UpstreamSettings::default();
     let urls: Vec<(String, &str)> = match (&u.url, &u.targets) {
@@ -181,7 +180,7 @@ fn compile_upstream(
     let ca = tls_raw
         .and_then(|t| t.ca_file.as_ref())
         .map(|f| resolve(base, f.as_str()));
-    let tls = match tls::client_config(
+    let tls = match ClientMaterial::read(
         ca.as_deref(),
         identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
     ) {
@@ -194,7 +193,13 @@ fn compile_upstream(
     if c.found.len() > errors_before {
         return None;
     }
-    Some(Upstream::new(name, scheme?, authorities, settings, tls))
+    Some(UpstreamSpec {
+        name: name.into(),
+        scheme: scheme?,
+        authorities,
+        settings,
+        tls,
+    })
 }
 
 fn parse_upstream_url(
