@@ -24,10 +24,12 @@ use portcullis::proxy::headers::{
 use portcullis::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use portcullis::routes::path::{PathOptions, normalize};
 use portcullis::routes::policy::{ClaimTest, Condition, Operand, Policy, RequestFacts};
-use portcullis::routes::{ClaimHeader, Route, RouteTable, RuleOrigin, TokenSources};
+use portcullis::routes::{ClaimHeader, Route, RouteTable, RuleOrigin};
+use portcullis::token::Verified;
 use portcullis::token::cache::{TokenCache, TokenCacheSettings};
+use portcullis::token::extract::TokenSources;
 use portcullis::token::extract::{Presented, Source};
-use portcullis::token::verify::{Provider, Providers, Verified, verify, verify_once};
+use portcullis::token::verify::{Provider, Providers, verify, verify_once};
 use portcullis::token::{ClaimPath, extract, screen};
 use serde_json::json;
 

@@ -353,7 +353,7 @@ fn explain(
     let runtime = runtime()?;
     let explanation = runtime.block_on(async {
         // Detached: no connection, no task; keys are fetched only for a token to check.
-        let snapshot = Resources::detached().snapshot(config.plan).await?;
+        let snapshot = config.plan.go_live(&Resources::detached()).await?;
         let snapshot = &snapshot;
         if token.is_some() {
             for p in snapshot.providers.list() {

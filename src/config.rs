@@ -90,7 +90,7 @@ pub struct Config {
     pub file: PathBuf,
     pub listeners: Vec<ListenerSpec>,
     pub server: ServerSettings,
-    /// The compiled config as data; `Resources::snapshot` makes it live.
+    /// The compiled config as data; `Plan::go_live` makes it live.
     pub plan: Plan,
     /// Non-fatal findings: skipped JWKS keys and the rule lint (`config::lint`).
     pub warnings: Vec<Diagnostic>,

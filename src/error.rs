@@ -113,27 +113,3 @@ pub enum UpstreamError {
     #[error("the upstream has as many requests or waiting connections as it may")]
     Overloaded,
 }
-
-/// Failures while starting the gateway (binding, TLS material, crypto self-test).
-#[derive(Debug, Error)]
-pub enum StartupError {
-    #[error("cannot start a worker thread: {0}")]
-    Worker(#[source] std::io::Error),
-    #[error("cannot bind listener {address}: {source}")]
-    Bind {
-        address: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the JWT crypto self-test failed: {0}")]
-    CryptoSelfTest(&'static str),
-    #[error(transparent)]
-    Resources(#[from] crate::resources::ResourceError),
-    #[error("listener {address}: TLS: {reason}")]
-    Tls {
-        address: std::net::SocketAddr,
-        reason: String,
-    },
-    #[error("cannot build the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-}

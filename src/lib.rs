@@ -4,7 +4,7 @@
 //! The request path, one module per step:
 //!
 //! ```text
-//!  1 accept: connection cap, idle / first-byte deadlines server.rs, server/idle.rs
+//!  1 accept: connection cap, idle / first-byte deadlines server.rs, conn.rs
 //!  2 TLS handshake with deadline, ALPN h2 / http/1.1     tls.rs, server.rs
 //!  3 HTTP parse with limits; snapshot; id               server.rs, state.rs, http/service.rs
 //!    authorize (http/pipeline.rs), steps 3–9:
@@ -18,7 +18,8 @@
 //!  8 claim policy (claims, path params, clean headers)   routes/policy.rs
 //!  9c claim headers, Forwarded, request id               proxy/headers.rs, proxy/forwarded.rs
 //!    dispatch (http/pipeline.rs), step 10:
-//! 10 forward to a healthy target, body limit, retries    proxy/forward.rs, proxy/client.rs
+//! 10 forward to a healthy target, body limit, retries    proxy/forward.rs, proxy/client.rs,
+//!                                                        proxy/pool.rs, proxy/body.rs
 //!    upgrades (WebSocket) joined after a right 101       proxy/upgrade.rs
 //! 11 every error → one response; one access line          http/respond.rs, http/service.rs
 //! ```
@@ -26,6 +27,24 @@
 //! `portcullis explain` (explain.rs) runs `authorize` with an observer that records each step.
 //!
 //! A `public` route skips steps 5–8; a `deny` route stops at 4.
+//!
+//! # Layers
+//!
+//! Each layer imports only from the layers below it; nothing points back up, and no files
+//! import each other in a circle.
+//!
+//! ```text
+//!  main.rs, cli.rs          the binary edge
+//!  server.rs, explain.rs    sockets, workers, shutdown; the explain report
+//!  http/, config/           one request (authorize, dispatch, respond); config file → Plan
+//!  state.rs                 Plan and Snapshot (the compiled config), AppState
+//!  resources.rs             live upstreams and key stores by spec (knows no snapshot)
+//!  proxy/                   header rewrite, forwarding, pools, bodies, upgrades
+//!  routes/                  route table, pure matchers, claim policy
+//!  token/                   extract, screen, verify, verified-token cache
+//!  keys/, conn.rs, tls.rs,  key sets and sources; one connection's info and idleness; TLS
+//!  percent.rs, error.rs     material; percent-decoding; the error enums (import no layer)
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
@@ -37,11 +56,13 @@
 )]
 
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod explain;
 pub mod http;
 pub mod keys;
+pub mod percent;
 pub mod proxy;
 pub mod resources;
 pub mod routes;

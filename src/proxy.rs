@@ -1,6 +1,7 @@
 //! Steps 9–10: rewrite headers and forward on the pooled client, bodies streamed both ways;
 //! upgraded connections (WebSocket) joined after authorization.
 
+pub mod body;
 pub mod client;
 pub mod forward;
 pub mod forwarded;

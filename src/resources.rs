@@ -1,11 +1,12 @@
 //! The registry of live things that outlive a snapshot: upstreams (connection pools, health
 //! checks, idle sweeps) and providers' key stores (fetched keys, refresher).
 //!
-//! Each is kept under its name with the spec it was built from. Building a snapshot from a
-//! plan reuses every resource whose spec is unchanged, creates the others (a new remote key
-//! store fetches once first), and only then installs them: new ones start their tasks, and
-//! those the plan no longer names leave the registry, which stops their tasks (each task
-//! watches a stop channel the registry entry owns). A build that fails changes nothing.
+//! Each is kept under its name with the spec it was built from. A build (`stage`, as
+//! `state::Plan::go_live` does) reuses every resource whose spec is unchanged, creates the
+//! others (a new remote key store fetches once first), and only then installs them: new ones
+//! start their tasks, and those no longer named leave the registry, which stops their tasks
+//! (each task watches a stop channel the registry entry owns). A build that fails changes
+//! nothing. The registry knows specs and live things, not snapshots.
 //!
 //! The registry's lock is taken while a snapshot is built, never by a request.
 
@@ -17,7 +18,6 @@ use tokio::sync::watch;
 
 use crate::keys::store::{KeysSpec, ProviderKeys};
 use crate::proxy::client::{Upstream, UpstreamSpec};
-use crate::state::{Plan, Snapshot};
 
 /// Why a plan could not be made live.
 #[derive(Debug, Error)]
@@ -58,8 +58,11 @@ struct Entry<S, T> {
     _stop: Option<watch::Sender<bool>>,
 }
 
-/// What a build made that the registry does not hold yet.
-struct Fresh {
+/// One build in progress: what it reuses and what it made that the registry does not hold
+/// yet. Dropped without `install`, it changes nothing (and what it made is dropped unused).
+#[derive(Debug)]
+pub struct Staging<'r> {
+    resources: &'r Resources,
     upstreams: Vec<(UpstreamSpec, Arc<Upstream>)>,
     keys: Vec<(Arc<str>, KeysSpec, Arc<ProviderKeys>)>,
 }
@@ -87,45 +90,13 @@ impl Resources {
         }
     }
 
-    /// The snapshot of `plan`, with the live upstreams and key stores of its specs. New remote
-    /// key stores fetch once first, concurrently (each bounded by its fetch timeout): when that
-    /// fails for a `fail_fast` provider the build fails and the registry is left as it was.
-    pub async fn snapshot(&self, plan: Plan) -> Result<Snapshot, ResourceError> {
-        let mut fresh = Fresh {
+    /// Starts a build: look resources up by spec, then `install`.
+    pub fn stage(&self) -> Staging<'_> {
+        Staging {
+            resources: self,
             upstreams: Vec::new(),
             keys: Vec::new(),
-        };
-        let snapshot = {
-            let held = self.lock();
-            plan.attach(
-                |spec| match held.upstreams.get(&spec.name) {
-                    Some(entry) if entry.spec == spec => Ok(entry.live.clone()),
-                    _ => {
-                        let live = Arc::new(Upstream::new(spec.clone()).map_err(|reason| {
-                            ResourceError::Upstream {
-                                name: spec.name.to_string(),
-                                reason,
-                            }
-                        })?);
-                        fresh.upstreams.push((spec, live.clone()));
-                        Ok(live)
-                    }
-                },
-                |name, spec| match held.keys.get(name) {
-                    Some(entry) if entry.spec == spec => Ok(entry.live.clone()),
-                    _ => {
-                        let live = Arc::new(ProviderKeys::new(name, &spec));
-                        fresh.keys.push((name.into(), spec, live.clone()));
-                        Ok(live)
-                    }
-                },
-            )?
-        };
-        if self.mode == Mode::Running {
-            first_fetch(&fresh.keys).await?;
         }
-        self.install(fresh, &snapshot);
-        Ok(snapshot)
     }
 
     /// Stops every task and forgets every resource (at shutdown).
@@ -145,47 +116,6 @@ impl Resources {
             sorted(held.upstreams.keys().map(|n| n.to_string()).collect()),
             sorted(held.keys.keys().map(|n| n.to_string()).collect()),
         )
-    }
-
-    /// Puts the fresh resources in, starting their tasks, and drops what `snapshot` does not
-    /// name.
-    fn install(&self, fresh: Fresh, snapshot: &Snapshot) {
-        let mut held = self.lock();
-        for (spec, live) in fresh.upstreams {
-            let stop = (self.mode == Mode::Running).then(|| {
-                let (stop, stopped) = watch::channel(false);
-                if live.spec.settings.health_check.is_some() {
-                    tokio::spawn(live.clone().run_health_checks(stopped.clone()));
-                }
-                tokio::spawn(live.clone().close_idle_connections(stopped));
-                stop
-            });
-            let entry = Entry {
-                spec,
-                live,
-                _stop: stop,
-            };
-            held.upstreams.insert(entry.spec.name.clone(), entry);
-        }
-        for (name, spec, live) in fresh.keys {
-            let stop = (self.mode == Mode::Running && live.is_remote()).then(|| {
-                let (stop, stopped) = watch::channel(false);
-                tokio::spawn(live.clone().run_refresher(stopped));
-                stop
-            });
-            held.keys.insert(
-                name,
-                Entry {
-                    spec,
-                    live,
-                    _stop: stop,
-                },
-            );
-        }
-        held.upstreams
-            .retain(|name, _| snapshot.upstreams.iter().any(|u| u.spec.name == *name));
-        held.keys
-            .retain(|name, _| snapshot.providers.index_of(name).is_some());
     }
 
     fn lock(&self) -> MutexGuard<'_, Held> {
@@ -219,4 +149,86 @@ async fn first_fetch(
         }
     }
     failure.map_or(Ok(()), Err)
+}
+
+impl Staging<'_> {
+    /// The live upstream of `spec`: the held one when its spec is the same, else a new one.
+    pub fn upstream(&mut self, spec: UpstreamSpec) -> Result<Arc<Upstream>, ResourceError> {
+        if let Some(entry) = self.resources.lock().upstreams.get(&spec.name)
+            && entry.spec == spec
+        {
+            return Ok(entry.live.clone());
+        }
+        let live =
+            Arc::new(
+                Upstream::new(spec.clone()).map_err(|reason| ResourceError::Upstream {
+                    name: spec.name.to_string(),
+                    reason,
+                })?,
+            );
+        self.upstreams.push((spec, live.clone()));
+        Ok(live)
+    }
+
+    /// The live key store of provider `name`: the held one when its spec is the same, else a
+    /// new one.
+    pub fn keys(&mut self, name: &str, spec: KeysSpec) -> Arc<ProviderKeys> {
+        if let Some(entry) = self.resources.lock().keys.get(name)
+            && entry.spec == spec
+        {
+            return entry.live.clone();
+        }
+        let live = Arc::new(ProviderKeys::new(name, &spec));
+        self.keys.push((name.into(), spec, live.clone()));
+        live
+    }
+
+    /// The first fetch of each new remote key store (not for a detached registry).
+    pub async fn load(&self) -> Result<(), ResourceError> {
+        if self.resources.mode == Mode::Detached {
+            return Ok(());
+        }
+        first_fetch(&self.keys).await
+    }
+
+    /// Puts the new resources in, starting their tasks, and drops every held one whose name
+    /// is not in `upstreams` or `providers` (which stops its tasks).
+    pub fn install(self, upstreams: &[&str], providers: &[&str]) {
+        let running = self.resources.mode == Mode::Running;
+        let mut held = self.resources.lock();
+        for (spec, live) in self.upstreams {
+            let stop = running.then(|| {
+                let (stop, stopped) = watch::channel(false);
+                if live.spec.settings.health_check.is_some() {
+                    tokio::spawn(live.clone().run_health_checks(stopped.clone()));
+                }
+                tokio::spawn(live.clone().close_idle_connections(stopped));
+                stop
+            });
+            let entry = Entry {
+                spec,
+                live,
+                _stop: stop,
+            };
+            held.upstreams.insert(entry.spec.name.clone(), entry);
+        }
+        for (name, spec, live) in self.keys {
+            let stop = (running && live.is_remote()).then(|| {
+                let (stop, stopped) = watch::channel(false);
+                tokio::spawn(live.clone().run_refresher(stopped));
+                stop
+            });
+            held.keys.insert(
+                name,
+                Entry {
+                    spec,
+                    live,
+                    _stop: stop,
+                },
+            );
+        }
+        held.upstreams
+            .retain(|name, _| upstreams.contains(&&**name));
+        held.keys.retain(|name, _| providers.contains(&&**name));
+    }
 }

@@ -12,17 +12,9 @@ use std::sync::Arc;
 use http::{HeaderName, Method};
 
 use crate::token::ClaimPath;
+use crate::token::extract::TokenSources;
 use matcher::{HostSet, MethodSet, PathMatcher, Score};
 use policy::Policy;
-
-/// Where a route may take its token from besides the `Authorization` header.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TokenSources {
-    /// Query parameter holding the token (off unless configured).
-    pub query_param: Option<String>,
-    /// Cookie holding the token (off unless configured).
-    pub cookie: Option<String>,
-}
 
 /// A request header filled from a claim of the verified token.
 #[derive(Debug, Clone)]

@@ -5,8 +5,6 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod idle;
-
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,10 +16,34 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ServerSettings};
-use crate::error::StartupError;
-use crate::http::service::{ConnInfo, ConnectionSlot, handle};
+use crate::conn::{self, ConnInfo, ConnectionSlot};
+use crate::http::service::handle;
 use crate::resources::{ResourceError, Resources};
 use crate::state::AppState;
+
+/// Failures while starting the gateway (binding, TLS material, resources, crypto self-test).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot start a worker thread: {0}")]
+    Worker(#[source] std::io::Error),
+    #[error("cannot bind listener {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the JWT crypto self-test failed: {0}")]
+    CryptoSelfTest(&'static str),
+    #[error(transparent)]
+    Resources(#[from] crate::resources::ResourceError),
+    #[error("listener {address}: TLS: {reason}")]
+    Tls {
+        address: std::net::SocketAddr,
+        reason: String,
+    },
+    #[error("cannot build the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
 
 /// A started gateway: its bound addresses and a handle to stop it.
 #[derive(Debug)]
@@ -50,7 +72,7 @@ impl RunningGateway {
     /// whole. Listeners and `server:` settings stay as they were started. On error nothing
     /// changes.
     pub async fn apply(&self, config: Config) -> Result<(), ResourceError> {
-        let snapshot = self.state.resources.snapshot(config.plan).await?;
+        let snapshot = config.plan.go_live(&self.state.resources).await?;
         self.state.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
@@ -104,7 +126,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     }
     let (stop, stopped) = watch::channel(false);
     let resources = Resources::new();
-    let snapshot = resources.snapshot(config.plan).await?;
+    let snapshot = config.plan.go_live(&resources).await?;
     let settings = Arc::new(config.server);
     let state = Arc::new(AppState::new(snapshot, resources, settings.idle_timeout));
     // One permit per open client connection or upgraded tunnel, across all workers: the cap,
@@ -118,7 +140,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         stopped: stopped.clone(),
         per_ip: settings
             .max_connections_per_ip
-            .map(|max| Arc::new(idle::PerAddress::new(max))),
+            .map(|max| Arc::new(conn::PerAddress::new(max))),
     };
     // Workers keep their runtimes (and so their connections) until the drain is over.
     let (drained, drain_over) = watch::channel(false);
@@ -206,7 +228,7 @@ struct AcceptLoop {
     limit: Arc<Semaphore>,
     stopped: watch::Receiver<bool>,
     /// Connections per client address, when `max_connections_per_ip` is set.
-    per_ip: Option<Arc<idle::PerAddress>>,
+    per_ip: Option<Arc<conn::PerAddress>>,
 }
 
 impl AcceptLoop {
@@ -285,7 +307,7 @@ impl AcceptLoop {
 /// One client connection and what serving it needs.
 struct Connection {
     /// Its place under `max_connections_per_ip`, if set.
-    _address_slot: Option<idle::AddressSlot>,
+    _address_slot: Option<conn::AddressSlot>,
     /// Its permit under `max_connections`, released when the last holder drops it.
     slot: Arc<ConnectionSlot>,
     remote: SocketAddr,
@@ -298,8 +320,8 @@ struct Connection {
 
 impl Connection {
     async fn serve(self, stream: TcpStream) {
-        let activity = idle::Activity::new();
-        let stream = idle::Tracked::new(stream, activity.clone());
+        let activity = conn::Activity::new();
+        let stream = conn::Tracked::new(stream, activity.clone());
         match self.tls.clone() {
             None => self.serve_http(stream, activity).await,
             // Boxed: inline, the TLS variant would make every plain connection's task as large.
@@ -310,8 +332,8 @@ impl Connection {
     async fn serve_tls(
         self,
         acceptor: TlsAcceptor,
-        stream: idle::Tracked<TcpStream>,
-        activity: idle::Activity,
+        stream: conn::Tracked<TcpStream>,
+        activity: conn::Activity,
     ) {
         // Step 2: the handshake gets a deadline of its own.
         let deadline = self.settings.tls_handshake_timeout;
@@ -329,11 +351,11 @@ impl Connection {
     /// byte in either direction, asks the connection to finish what is in flight and close. A
     /// client that sends nothing within `header_read_timeout` is dropped (the HTTP/1 vs HTTP/2
     /// detection would otherwise wait for its first bytes without a deadline).
-    async fn serve_http<I>(self, io: I, activity: idle::Activity)
+    async fn serve_http<I>(self, io: I, activity: conn::Activity)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let streams = Arc::new(idle::Streams::new());
+        let streams = Arc::new(conn::Streams::new());
         let conn_info = ConnInfo {
             remote: self.remote,
             tls: self.tls.is_some(),
@@ -353,7 +375,7 @@ impl Connection {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopped = self.stopped.clone();
         let mut closing = false;
-        let mut quiet = idle::QuietSince::new();
+        let mut quiet = conn::QuietSince::new();
         let result = loop {
             // Biased: the connection is polled before the deadline checks, so a starved worker
             // that wakes up late reads the bytes already waiting before it judges the

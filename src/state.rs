@@ -2,7 +2,7 @@
 //! loaded once per request, so a request never mixes two configs.
 //!
 //! The config compiles to a `Plan`: the same struct holding the *specs* of upstreams and key
-//! stores (plain data). `Resources::snapshot` turns a plan into a snapshot by attaching the
+//! stores (plain data). `Plan::go_live` turns a plan into a snapshot by attaching the
 //! live upstreams and key stores it holds for those specs.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::keys::store::{KeysSpec, ProviderKeys};
 use crate::proxy::client::{Upstream, UpstreamSpec};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::HeaderRules;
-use crate::resources::Resources;
+use crate::resources::{ResourceError, Resources};
 use crate::routes::RouteTable;
 use crate::routes::path::PathOptions;
 use crate::token::cache::TokenCache;
@@ -82,6 +82,26 @@ impl<U, K> Snapshot<U, K> {
             access_log: self.access_log,
             token_cache: self.token_cache,
         })
+    }
+}
+
+impl Plan {
+    /// The live snapshot of this plan, its upstreams and key stores taken from `resources`
+    /// (reused when their spec is unchanged, else made, new remote keys fetched once). Only
+    /// when all of that succeeded are they installed, and those this plan does not name
+    /// stopped; on error `resources` is as it was.
+    pub async fn go_live(self, resources: &Resources) -> Result<Snapshot, ResourceError> {
+        let staging = std::cell::RefCell::new(resources.stage());
+        let snapshot = self.attach(
+            |spec| staging.borrow_mut().upstream(spec),
+            |name, spec| Ok(staging.borrow_mut().keys(name, spec)),
+        )?;
+        let staging = staging.into_inner();
+        staging.load().await?;
+        let upstreams: Vec<&str> = snapshot.upstreams.iter().map(|u| &*u.spec.name).collect();
+        let providers: Vec<&str> = snapshot.providers.list().iter().map(|p| &*p.name).collect();
+        staging.install(&upstreams, &providers);
+        Ok(snapshot)
     }
 }
 

@@ -7,4 +7,4 @@ pub mod extract;
 pub mod screen;
 pub mod verify;
 
-pub use claims::{ClaimPath, Claims};
+pub use claims::{ClaimPath, Claims, Verified};

@@ -663,8 +663,9 @@ async fn request_shapes_table() {
     let s = setup().await;
     // `explain` must reach the gateway's decision for every row (body streaming aside).
     let config = portcullis::config::load(&s.gw.work.path().join("gateway.yaml")).unwrap();
-    let snapshot = portcullis::resources::Resources::detached()
-        .snapshot(config.plan)
+    let snapshot = config
+        .plan
+        .go_live(&portcullis::resources::Resources::detached())
         .await
         .unwrap();
     let mut failures = Vec::new();

@@ -27,9 +27,10 @@ use crate::routes::policy::{DenyAs, Policy, RequestFacts, Trace};
 use crate::routes::{Candidate, Miss, Route};
 use crate::state::Snapshot;
 use crate::token::Claims;
+use crate::token::Verified;
 use crate::token::cache::TokenCache;
 use crate::token::extract::{self, Presented};
-use crate::token::verify::{self, Verified, unix_now};
+use crate::token::verify::{self, unix_now};
 
 /// The connection a request came on, as far as authorization cares.
 #[derive(Debug, Clone, Copy)]

@@ -2,50 +2,22 @@
 //! errors turned into responses in one place (step 11), with one access line.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::info;
 
 use super::ProxyBody;
 use super::pipeline::{Observer, Peer, TokenCheck, TokenSeen, TunnelContext, authorize, dispatch};
 use super::respond;
+use crate::conn::ConnInfo;
 use crate::proxy::forwarded;
 use crate::routes::Route;
 use crate::routes::policy::{Condition, Denial, Trace};
 use crate::state::AppState;
-
-/// What a connection tells each of its requests.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    pub tls: bool,
-    /// The connection's slot under `max_connections`; an upgrade moves it to its tunnel.
-    pub slot: Arc<ConnectionSlot>,
-    /// The requests the connection is serving (for idleness that PINGs cannot hide).
-    pub streams: Arc<crate::server::idle::Streams>,
-}
-
-/// A connection's permit under the connection cap, held until the connection ends — or, when
-/// the connection is upgraded, until its tunnel ends.
-#[derive(Debug)]
-pub struct ConnectionSlot(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
-
-impl ConnectionSlot {
-    pub fn new(permit: OwnedSemaphorePermit) -> Self {
-        ConnectionSlot(std::sync::Mutex::new(Some(permit)))
-    }
-
-    /// Takes the permit (once); the connection no longer holds it.
-    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.lock().ok()?.take()
-    }
-}
 
 /// Longest path an access line carries, in bytes; longer ones are cut and marked.
 const MAX_LOGGED_PATH: usize = 512;

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tracing::warn;
 
+use super::body::RequestBody;
 use super::pool::{Connector, Pool, SendError};
-use crate::http::limits::RequestBody;
 use crate::tls::ClientMaterial;
 
 /// How a target is chosen for each request.

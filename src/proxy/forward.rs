@@ -7,10 +7,10 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::{Body, Incoming};
 
+use super::body::{BodyFault, RequestBody, body_fault};
 use super::client::{HostRewrite, Upstream};
 use super::pool::SendError;
 use crate::error::{RequestError, UpstreamError};
-use crate::http::limits::{BodyFault, RequestBody, body_fault};
 
 /// Forwards `request` to `upstream` at `path_and_query`; bodies stream in both directions.
 /// A body that passes the route's limit while streaming aborts the request (413); one that

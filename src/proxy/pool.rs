@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
-use crate::http::limits::RequestBody;
+use super::body::RequestBody;
 
 /// Opens TCP (and TLS for https) connections to targets.
 pub type Connector = HttpsConnector<HttpConnector>;

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
-use crate::server::idle::{Activity, Tracked};
+use crate::conn::{Activity, Tracked};
 
 /// The protocol a request asks to switch to, if the route allows it: HTTP/1.1, `Connection`
 /// lists `upgrade`, and the first protocol of `Upgrade` is in `allowed` (lower-case). Only that

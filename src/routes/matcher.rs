@@ -11,6 +11,8 @@
 
 use http::Method;
 
+use super::path::strip_segments;
+
 /// A route's score for one request; higher is more specific.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Score {
@@ -120,16 +122,10 @@ impl PathMatcher {
                 let n = count_segments(p);
                 score(3, mask(n), n, literal_bytes(p))
             }),
-            PathMatcher::Prefix(p) => {
-                if !path.get(..p.len()).is_some_and(|head| eq(head, p)) {
-                    return None;
-                }
-                let rest = &path[p.len()..];
-                (rest.is_empty() || rest.starts_with('/') || p.is_empty()).then(|| {
-                    let n = count_segments(p);
-                    score(1, mask(n), n, literal_bytes(p))
-                })
-            }
+            PathMatcher::Prefix(p) => strip_segments(path, p, case_sensitive).map(|_| {
+                let n = count_segments(p);
+                score(1, mask(n), n, literal_bytes(p))
+            }),
             PathMatcher::Template(t) => t.score(path, eq),
         }
     }

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::percent::hex_value;
+
 /// Why a path was refused (400 `ambiguous_path`).
 pub type PathProblem = &'static str;
 
@@ -229,34 +231,8 @@ fn decode_segment(raw: &str, options: &PathOptions, out: &mut String) -> Result<
     Ok(encoded_dot)
 }
 
-fn hex_value(hex: &[u8]) -> Option<u8> {
-    let digit = |c: u8| (c as char).to_digit(16);
-    Some((digit(hex[0])? * 16 + digit(hex[1])?) as u8)
-}
-
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Percent-decodes a normalised path segment (a captured `{param}`) for comparison with a
-/// claim. Returns `None` when the bytes are not UTF-8.
-pub fn decode_param(segment: &str) -> Option<Cow<'_, str>> {
-    if !segment.contains('%') {
-        return Some(Cow::Borrowed(segment));
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(hex_value(bytes.get(i + 1..i + 3)?)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// `path` without `prefix` when `prefix` is a whole-segment prefix of it (`/api` of `/api` and
@@ -410,16 +386,5 @@ mod tests {
             let got = normalize(path, o).map_err(|_| ());
             assert_eq!(got.as_deref(), want.as_deref(), "{path} with {o:?}");
         }
-    }
-
-    #[test]
-    fn decode_param_table() {
-        assert_eq!(decode_param("alice").as_deref(), Some("alice"));
-        assert_eq!(
-            decode_param("alice%40example.com").as_deref(),
-            Some("alice@example.com")
-        );
-        assert_eq!(decode_param("caf%C3%A9").as_deref(), Some("café"));
-        assert_eq!(decode_param("%FF").as_deref(), None);
     }
 }

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 use super::matcher::PathMatcher;
-use super::path::decode_param;
+use crate::percent;
 use crate::token::{ClaimPath, Claims};
 
 /// What a route asks of the caller.
@@ -213,7 +213,9 @@ impl RequestFacts<'_> {
     fn operand_text(&self, operand: &Operand) -> Option<Cow<'_, str>> {
         match operand {
             Operand::Value(_) => None,
-            Operand::Param { index, .. } => decode_param(self.matcher.capture(self.path, *index)?),
+            Operand::Param { index, .. } => {
+                percent::decode(self.matcher.capture(self.path, *index)?)
+            }
             Operand::Header(name) => {
                 let mut values = self.headers.get_all(name).iter();
                 let value = values.next()?;

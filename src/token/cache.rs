@@ -19,7 +19,7 @@ use moka::sync::Cache;
 use siphasher::sip128::SipHasher24;
 
 use super::Claims;
-use super::verify::Verified;
+use super::claims::Verified;
 
 /// Size and lifetime limits, with defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -138,3 +138,15 @@ mod tests {
         }
     }
 }
+
+/// A token whose signature and registered claims were checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Index of the provider that issued it.
+    pub provider: usize,
+    pub claims: std::sync::Arc<Claims>,
+    /// Key-set generation it was verified with.
+    pub generation: u64,
+    /// Unix seconds from which the token is refused (`exp` + leeway; infinite without `exp`).
+    pub refuse_from: f64,
+}

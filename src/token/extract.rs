@@ -6,8 +6,16 @@
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
 
-use crate::routes::TokenSources;
-use crate::routes::path::decode_param;
+use crate::percent;
+
+/// Where a route may take its token from besides the `Authorization` header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSources {
+    /// Query parameter holding the token (off unless configured).
+    pub query_param: Option<String>,
+    /// Cookie holding the token (off unless configured).
+    pub cookie: Option<String>,
+}
 
 /// Why the credentials could not be read (400 `invalid_request`, RFC 6750 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +168,7 @@ fn same_name(raw: &str, name: &str) -> bool {
     if raw == name {
         return true;
     }
-    raw.contains('%') && decode_param(raw).is_some_and(|decoded| decoded == name)
+    raw.contains('%') && percent::decode(raw).is_some_and(|decoded| decoded == name)
 }
 
 fn query_value<'a>(query: &'a str, name: &str) -> Result<Option<&'a str>, ExtractError> {

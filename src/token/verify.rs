@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::Claims;
 use super::cache::TokenCache;
+use super::claims::Verified;
 use super::screen::{UnverifiedToken, screen_header};
 use crate::error::TokenError;
 use crate::keys::store::ProviderKeys;
@@ -119,18 +120,6 @@ impl Providers {
             Some(allowed) => !allowed.iter().any(|&i| knows(&self.list[i])),
         }
     }
-}
-
-/// A token whose signature and registered claims were checked.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    /// Index of the provider that issued it.
-    pub provider: usize,
-    pub claims: Arc<Claims>,
-    /// Key-set generation it was verified with.
-    pub generation: u64,
-    /// Unix seconds from which the token is refused (`exp` + leeway; infinite without `exp`).
-    pub refuse_from: f64,
 }
 
 /// A failed verification, and the provider whose keys to refresh when the `kid` was unknown.

@@ -18,8 +18,9 @@ use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
 use crate::routes::path::PathOptions;
 use crate::routes::policy::Policy;
-use crate::routes::{ClaimHeader, Route, RuleOrigin, TokenSources};
+use crate::routes::{ClaimHeader, Route, RuleOrigin};
 use crate::token::ClaimPath;
+use crate::token::extract::TokenSources;
 use crate::token::verify::Provider;
 
 /// Compiles the routes of the main file and of each rule file, in that order.

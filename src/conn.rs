@@ -1,7 +1,10 @@
-//! Connection idle tracking: a wrapper around the client connection that notes when bytes
-//! last moved, so the connection task can close connections idle for `idle_timeout`.
+//! One client connection as its requests see it: its address, TLS, its slot under the
+//! connection cap, and idle tracking (a wrapper that notes when bytes last moved, requests in
+//! flight, connections per address) so the connection task can close connections idle for
+//! `idle_timeout`. Imports nothing of the crate: server, http and proxy all use it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +12,34 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What a connection tells each of its requests.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+    /// The connection's slot under `max_connections`; an upgrade moves it to its tunnel.
+    pub slot: Arc<ConnectionSlot>,
+    /// The requests the connection is serving (for idleness that PINGs cannot hide).
+    pub streams: Arc<Streams>,
+}
+
+/// A connection's permit under the connection cap, held until the connection ends — or, when
+/// the connection is upgraded, until its tunnel ends.
+#[derive(Debug)]
+pub struct ConnectionSlot(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
+
+impl ConnectionSlot {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        ConnectionSlot(std::sync::Mutex::new(Some(permit)))
+    }
+
+    /// Takes the permit (once); the connection no longer holds it.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().ok()?.take()
+    }
+}
 
 /// When a connection last read or wrote a byte.
 #[derive(Debug, Clone)]
