@@ -60,6 +60,63 @@ pub enum TokenError {
     ClientMismatch,
 }
 
+/// Why the credentials could not be read (400 `invalid_request`, RFC 6750 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractError {
+    MultipleAuthorization,
+    MultipleMethods,
+    EmptyBearer,
+    NotText,
+    /// `Bearer` in some case, followed by something other than one or more spaces.
+    BearerSeparator,
+    /// The token's query parameter appears more than once (after percent-decoding).
+    DuplicateQueryToken,
+    /// The token's cookie appears more than once (after trimming and percent-decoding).
+    DuplicateCookieToken,
+    /// A `Cookie` header that is not UTF-8, on a route that reads a cookie.
+    CookieNotText,
+}
+
+impl ExtractError {
+    /// Fixed text for the `error_description` of the 400.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ExtractError::MultipleAuthorization => "more than one Authorization header",
+            ExtractError::MultipleMethods => "token sent by more than one method",
+            ExtractError::EmptyBearer => "Bearer scheme without a token",
+            ExtractError::NotText => "Authorization header is not visible ASCII",
+            ExtractError::BearerSeparator => {
+                "the Bearer scheme must be followed by a space and the token"
+            }
+            ExtractError::DuplicateQueryToken => "the token query parameter appears more than once",
+            ExtractError::DuplicateCookieToken => "the token cookie appears more than once",
+            ExtractError::CookieNotText => "a Cookie header is not UTF-8",
+        }
+    }
+}
+
+impl std::fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl std::error::Error for ExtractError {}
+
+/// Why the claims did not satisfy a route's conditions (403 `insufficient_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Denial {
+    /// A required claim is absent.
+    #[error("a required claim is absent")]
+    MissingClaim,
+    /// A claim is present but its value does not satisfy the test.
+    #[error("a claim does not have an accepted value")]
+    ClaimMismatch,
+    /// The token lacks a required OAuth scope.
+    #[error("the token lacks a required scope")]
+    MissingScope,
+}
+
 /// Why the request could not be authorized or forwarded; the single input of the response mapper.
 #[derive(Debug, Error)]
 pub enum RequestError {
@@ -88,11 +145,11 @@ pub enum RequestError {
     #[error("no bearer token was presented")]
     MissingToken,
     #[error("the credentials are malformed: {0}")]
-    InvalidRequest(&'static str),
+    InvalidRequest(#[from] ExtractError),
     #[error("token rejected: {0}")]
     Token(#[from] TokenError),
     #[error("claims do not satisfy the route: {0}")]
-    Denied(&'static str),
+    Denied(#[from] Denial),
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
 }

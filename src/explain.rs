@@ -12,12 +12,13 @@ use http::{HeaderMap, Method, Uri};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::Denial;
 use crate::error::RequestError;
 use crate::http::pipeline::{self, Observer, Peer, TokenCheck, TokenSeen};
 use crate::http::respond;
 use crate::proxy::forwarded;
 use crate::routes::matcher::Score;
-use crate::routes::policy::{Condition, Denial, Policy, Trace};
+use crate::routes::policy::{Condition, Policy, Trace};
 use crate::routes::{Candidate, Route};
 use crate::state::Snapshot;
 use crate::token::Claims;
@@ -116,7 +117,7 @@ pub async fn explain(
     if let Err(err) = run(snapshot, &method, &uri, &headers, credential, &mut out).await {
         let rejection = respond::rejection(&err);
         out.status = rejection.status.as_u16();
-        out.reason = rejection.code;
+        out.reason = rejection.code.as_str();
         out.detail = rejection.detail.to_string();
     }
     out
@@ -246,7 +247,7 @@ impl Trace for Watch<'_, '_> {
             return;
         };
         seen.result = if result.is_ok() { "pass" } else { "fail" };
-        seen.reason = result.err().map(Denial::code);
+        seen.reason = result.err().map(|d| respond::denial_reason(d).as_str());
         seen.claim = claim.cloned();
         seen.request_value = operand.map(str::to_string);
     }

@@ -147,7 +147,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
         policy => {
             let presented =
                 extract::extract(&parts.headers, parts.uri.query(), &route.token_sources)
-                    .map_err(|e| RequestError::InvalidRequest(e.describe()))?;
+                    .map_err(RequestError::InvalidRequest)?;
             let (claims, refuse_from) = match (presented, check) {
                 (_, TokenCheck::Assume(claims)) => {
                     observer.token(TokenSeen::Assumed);
@@ -212,7 +212,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
         };
         condition
             .evaluate_traced(claims, &facts, observer, 0)
-            .map_err(|d| RequestError::Denied(d.code()))?;
+            .map_err(RequestError::Denied)?;
     }
     if let (Some(max), Some(len)) = (route.max_body_bytes, declared_length)
         && len > max

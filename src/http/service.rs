@@ -14,9 +14,10 @@ use super::ProxyBody;
 use super::pipeline::{Observer, Peer, TokenCheck, TokenSeen, TunnelContext, authorize, dispatch};
 use super::respond;
 use crate::conn::ConnInfo;
+use crate::error::Denial;
 use crate::proxy::forwarded;
 use crate::routes::Route;
-use crate::routes::policy::{Condition, Denial, Trace};
+use crate::routes::policy::{Condition, Trace};
 use crate::state::AppState;
 
 /// Longest path an access line carries, in bytes; longer ones are cut and marked.
@@ -117,7 +118,10 @@ pub async fn handle(
         Ok(response) => (response, "allowed"),
         Err(err) => {
             let rejection = respond::rejection(&err);
-            (respond::render(&rejection, &snapshot.realm), rejection.code)
+            (
+                respond::render(&rejection, &snapshot.realm),
+                rejection.code.as_str(),
+            )
         }
     };
     if let Some((path, client)) = logged {

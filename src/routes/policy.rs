@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 use super::matcher::PathMatcher;
+use crate::error::Denial;
 use crate::percent;
 use crate::token::{ClaimPath, Claims};
 
@@ -173,28 +174,6 @@ impl Comparison {
             Comparison::GreaterOrEqual => ordering != Ordering::Less,
             Comparison::Less => ordering == Ordering::Less,
             Comparison::LessOrEqual => ordering != Ordering::Greater,
-        }
-    }
-}
-
-/// Why the claims did not satisfy a condition; the reason code of the 403.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denial {
-    /// A required claim is absent.
-    MissingClaim,
-    /// A claim is present but its value does not satisfy the test.
-    ClaimMismatch,
-    /// The token lacks a required OAuth scope.
-    MissingScope,
-}
-
-impl Denial {
-    /// The stable reason code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Denial::MissingClaim => "missing_claim",
-            Denial::ClaimMismatch => "claim_mismatch",
-            Denial::MissingScope => "missing_scope",
         }
     }
 }

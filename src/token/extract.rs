@@ -6,6 +6,7 @@
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
 
+use crate::error::ExtractError;
 use crate::percent;
 
 /// Where a route may take its token from besides the `Authorization` header.
@@ -15,40 +16,6 @@ pub struct TokenSources {
     pub query_param: Option<String>,
     /// Cookie holding the token (off unless configured).
     pub cookie: Option<String>,
-}
-
-/// Why the credentials could not be read (400 `invalid_request`, RFC 6750 §3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExtractError {
-    MultipleAuthorization,
-    MultipleMethods,
-    EmptyBearer,
-    NotText,
-    /// `Bearer` in some case, followed by something other than one or more spaces.
-    BearerSeparator,
-    /// The token's query parameter appears more than once (after percent-decoding).
-    DuplicateQueryToken,
-    /// The token's cookie appears more than once (after trimming and percent-decoding).
-    DuplicateCookieToken,
-    /// A `Cookie` header that is not UTF-8, on a route that reads a cookie.
-    CookieNotText,
-}
-
-impl ExtractError {
-    pub fn describe(self) -> &'static str {
-        match self {
-            ExtractError::MultipleAuthorization => "more than one Authorization header",
-            ExtractError::MultipleMethods => "token sent by more than one method",
-            ExtractError::EmptyBearer => "Bearer scheme without a token",
-            ExtractError::NotText => "Authorization header is not visible ASCII",
-            ExtractError::BearerSeparator => {
-                "the Bearer scheme must be followed by a space and the token"
-            }
-            ExtractError::DuplicateQueryToken => "the token query parameter appears more than once",
-            ExtractError::DuplicateCookieToken => "the token cookie appears more than once",
-            ExtractError::CookieNotText => "a Cookie header is not UTF-8",
-        }
-    }
 }
 
 /// Where a presented token was found.
