@@ -115,3 +115,194 @@ pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
         base.join(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid config: one listener, one upstream, one remote provider (no fetch at compile),
+    /// one public route. Cases change one part of it.
+    const BASE: &str = "listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  app:
+    url: http://127.0.0.1:9000
+providers:
+  - name: idp
+    issuer: https://idp.example
+    audiences: [api]
+    algorithms: [RS256]
+    jwks_uri: https://idp.example/jwks.json
+routes:
+  - name: open
+    prefix: /
+    upstream: app
+    policy: public
+";
+
+    /// The errors of `yaml` as printed, one line each.
+    fn diagnose(yaml: &str) -> Vec<String> {
+        let file = Path::new("t.yaml");
+        let raw: RawConfig = match crate::config::parse(file, yaml) {
+            Ok(raw) => raw,
+            Err(e) => return e.0.iter().map(ToString::to_string).collect(),
+        };
+        match compile(file, Path::new("."), raw, Vec::new()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// `BASE` with `from` replaced by `to` (which must occur).
+    fn with(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "{from:?} is not in the base config");
+        BASE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_base_config_compiles() {
+        assert_eq!(diagnose(BASE), Vec::<String>::new());
+    }
+
+    #[test]
+    fn raw_yaml_to_diagnostic_table() {
+        let route = "  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n";
+        let cases: Vec<(String, &str)> = vec![
+            // server
+            (
+                format!("server:\n  workers: 0\n{BASE}"),
+                "t.yaml: server.workers: expected a number greater than 0",
+            ),
+            (
+                format!("server:\n  h2_stream_window: 10\n{BASE}"),
+                "t.yaml: server.h2_stream_window: expected 65535 to 2147483647 bytes",
+            ),
+            (
+                format!("server:\n  trusted_proxies: [10.0.0.0/33]\n{BASE}"),
+                "t.yaml: server.trusted_proxies[0]: expected an address or CIDR such as 10.0.0.0/8 or ::1, found \"10.0.0.0/33\"",
+            ),
+            (
+                format!("server:\n  spoofable_headers: [authorization]\n{BASE}"),
+                "t.yaml: server.spoofable_headers[0]: \"authorization\" is a header the gateway manages itself; it cannot be listed here",
+            ),
+            (
+                with("address: 127.0.0.1:0", "address: localhost:80"),
+                "t.yaml:2:5: listeners[0].address: expected IP:PORT such as 0.0.0.0:8443 or [::1]:8080, found \"localhost:80\"",
+            ),
+            // upstreams
+            (
+                with(
+                    "url: http://127.0.0.1:9000",
+                    "url: http://127.0.0.1:9000/path",
+                ),
+                "t.yaml:5:5: upstreams.app.url: expected an http or https URL with host and port and no path, such as http://127.0.0.1:8080, found \"http://127.0.0.1:9000/path\"",
+            ),
+            (
+                with(
+                    "url: http://127.0.0.1:9000",
+                    "url: http://127.0.0.1:9000\n    max_requests: 0",
+                ),
+                "t.yaml:5:5: upstreams.app.max_requests: expected a number greater than 0",
+            ),
+            (
+                with(
+                    "url: http://127.0.0.1:9000",
+                    "url: http://127.0.0.1:9000\n    tls: {}",
+                ),
+                "t.yaml:5:5: upstreams.app.tls: tls settings need https targets",
+            ),
+            // providers
+            (
+                with("algorithms: [RS256]", "algorithms: [RS257]"),
+                "t.yaml:7:5: providers[0].algorithms[0]: expected one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512, found \"RS257\"",
+            ),
+            (
+                with("audiences: [api]", "audiences: []"),
+                "t.yaml:7:5: providers[0].audiences: expected a list of one or more accepted aud values, or none for tokens without aud (then bind the client with clients)",
+            ),
+            (
+                with(
+                    "jwks_uri: https://idp.example/jwks.json",
+                    "jwks_uri: http://idp.example/jwks.json",
+                ),
+                "t.yaml:7:5: providers[0].jwks_uri: \"http://idp.example/jwks.json\" is plain http: keys must come over https (or set remote_keys.allow_http: true)",
+            ),
+            (
+                with(
+                    "jwks_uri: https://idp.example/jwks.json",
+                    "jwks_uri: https://idp.example/jwks.json\n    leeway: 1h",
+                ),
+                "t.yaml:7:5: providers[0].leeway: expected at most 600s",
+            ),
+            // routes
+            (
+                with("upstream: app", "upstream: api"),
+                "t.yaml:13:5: routes[0].upstream (rule \"open\"): no upstream named \"api\" (known: app)",
+            ),
+            (
+                with("prefix: /", "prefix: /a/../b"),
+                "t.yaml:13:5: routes[0].prefix (rule \"open\"): requests are matched in normal form, so \"/a/../b\" can never match; write \"/b\"",
+            ),
+            (
+                format!("{BASE}{}", route.replace("prefix: /", "path: /x")),
+                "t.yaml:17:5: routes[1].name (rule \"open\"): route name \"open\" is already used at t.yaml:13; every route needs its own name",
+            ),
+            (
+                with("policy: public", "policy: deny"),
+                "t.yaml:13:5: routes[0].upstream (rule \"open\"): a policy: deny route forwards nothing: remove upstream",
+            ),
+            (
+                with("policy: public", "policy: public\n    strip_prefix: /api"),
+                "t.yaml:13:5: routes[0].strip_prefix (rule \"open\"): \"/api\" is not a leading part of the route's path \"\", so it would not always apply",
+            ),
+            (
+                with(
+                    "policy: public",
+                    "policy: public\n    close_at_token_expiry: true",
+                ),
+                "t.yaml:13:5: routes[0].close_at_token_expiry (rule \"open\"): close_at_token_expiry applies to upgraded connections: list upgrades too",
+            ),
+            // conditions
+            (
+                with("    policy: public\n", "    require:\n      claim: role\n"),
+                "t.yaml:17:7: routes[0].require (rule \"open\"): expected exactly one of equals, in, contains, contains_any, contains_all, scope, exists, regex, gt, gte, lt, lte beside claim, found none",
+            ),
+            (
+                with(
+                    "    policy: public\n",
+                    "    require:\n      claim: role\n      in: []\n",
+                ),
+                "t.yaml:17:7: routes[0].require.in (rule \"open\"): expected a list of one or more values",
+            ),
+            (
+                with(
+                    "    policy: public\n",
+                    "    require:\n      all:\n        - claim: role\n          equals: [a]\n",
+                ),
+                "t.yaml:18:11: routes[0].require.all[0].equals (rule \"open\"): expected a string, number or boolean (for a list, use in, contains_any or contains_all)",
+            ),
+            (
+                with(
+                    "    policy: public\n",
+                    "    require:\n      claim: tenant\n      equals: {param: id}\n",
+                ),
+                "t.yaml:17:7: routes[0].require.equals.param (rule \"open\"): no path parameter {id} (this route's path has no parameters; write path: /users/{id})",
+            ),
+            (
+                with(
+                    "    policy: public\n",
+                    "    require:\n      claim: scope\n      scope: \"\"\n",
+                ),
+                "t.yaml:17:7: routes[0].require.scope (rule \"open\"): expected one or more scope names without spaces",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (yaml, want) in &cases {
+            let got = diagnose(yaml);
+            if got != [want.to_string()] {
+                wrong.push(format!("want {want}\n got {got:#?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    }
+}

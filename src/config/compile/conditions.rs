@@ -77,26 +77,8 @@ fn compile_condition(
 ) -> Option<Condition> {
     let at = Some(&spanned.referenced);
     let raw = &spanned.value;
+    let operators = present_operators(raw);
     let combinators = raw.all.is_some() as u8 + raw.any.is_some() as u8 + raw.not.is_some() as u8;
-    let operators: Vec<&str> = [
-        ("equals", raw.equals.is_some()),
-        ("in", raw.in_.is_some()),
-        ("one_of", raw.one_of.is_some()),
-        ("contains", raw.contains.is_some()),
-        ("contains_any", raw.contains_any.is_some()),
-        ("contains_all", raw.contains_all.is_some()),
-        ("scope", raw.scope.is_some()),
-        ("exists", raw.exists.is_some()),
-        ("regex", raw.regex.is_some()),
-        ("gt", raw.gt.is_some()),
-        ("gte", raw.gte.is_some()),
-        ("lt", raw.lt.is_some()),
-        ("lte", raw.lte.is_some()),
-    ]
-    .iter()
-    .filter(|(_, present)| *present)
-    .map(|(name, _)| *name)
-    .collect();
     if combinators > 0 {
         if combinators > 1 || !operators.is_empty() || raw.claim.is_some() {
             c.error(
@@ -106,36 +88,7 @@ fn compile_condition(
             );
             return None;
         }
-        if let Some(inner) = &raw.not {
-            return compile_condition(inner, &format!("{key}.not"), params, c)
-                .map(|inner| Condition::Not(Box::new(inner)));
-        }
-        let (name, list) = match (&raw.all, &raw.any) {
-            (Some(list), _) => ("all", list),
-            (_, Some(list)) => ("any", list),
-            _ => return None,
-        };
-        if list.is_empty() {
-            c.error(
-                at,
-                format!("{key}.{name}"),
-                "expected one or more conditions",
-            );
-            return None;
-        }
-        let parts: Vec<_> = list
-            .iter()
-            .enumerate()
-            .map(|(i, item)| compile_condition(item, &format!("{key}.{name}[{i}]"), params, c))
-            .collect();
-        let parts: Option<Vec<_>> = parts.into_iter().collect();
-        return parts.map(|p| {
-            if name == "all" {
-                Condition::All(p)
-            } else {
-                Condition::Any(p)
-            }
-        });
+        return compile_combinator(raw, key, at, params, c);
     }
     let Some(claim) = &raw.claim else {
         c.error(
@@ -165,91 +118,104 @@ fn compile_condition(
         );
         return None;
     };
-    let field_key = format!("{key}.{field}");
-    let mut scalar = |v: &Value, c: &mut Collector| -> bool {
-        let ok = matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
-        if !ok {
-            let hint = if v.is_array() {
-                " (for a list, use in, contains_any or contains_all)"
-            } else if v.is_object() {
-                " (or {param: NAME} / {header: NAME} for equals and contains)"
-            } else {
-                ""
-            };
-            c.error(
-                at,
-                field_key.clone(),
-                format!("expected a string, number or boolean{hint}"),
-            );
-        }
-        ok
+    let test = compile_claim_test(raw, field, &format!("{key}.{field}"), at, params, c)?;
+    Some(Condition::Claim { path, test })
+}
+
+/// The operator keys a condition has.
+fn present_operators(raw: &RawCondition) -> Vec<&'static str> {
+    [
+        ("equals", raw.equals.is_some()),
+        ("in", raw.in_.is_some()),
+        ("one_of", raw.one_of.is_some()),
+        ("contains", raw.contains.is_some()),
+        ("contains_any", raw.contains_any.is_some()),
+        ("contains_all", raw.contains_all.is_some()),
+        ("scope", raw.scope.is_some()),
+        ("exists", raw.exists.is_some()),
+        ("regex", raw.regex.is_some()),
+        ("gt", raw.gt.is_some()),
+        ("gte", raw.gte.is_some()),
+        ("lt", raw.lt.is_some()),
+        ("lte", raw.lte.is_some()),
+    ]
+    .iter()
+    .filter(|(_, present)| *present)
+    .map(|(name, _)| *name)
+    .collect()
+}
+
+/// `not`, or `all` / `any` of one or more conditions.
+fn compile_combinator(
+    raw: &RawCondition,
+    key: &str,
+    at: Option<&Location>,
+    params: &[&str],
+    c: &mut Collector,
+) -> Option<Condition> {
+    if let Some(inner) = &raw.not {
+        return compile_condition(inner, &format!("{key}.not"), params, c)
+            .map(|inner| Condition::Not(Box::new(inner)));
+    }
+    let (name, list) = match (&raw.all, &raw.any) {
+        (Some(list), _) => ("all", list),
+        (_, Some(list)) => ("any", list),
+        _ => return None,
     };
-    let list = |values: &Vec<Value>,
-                c: &mut Collector,
-                scalar: &mut dyn FnMut(&Value, &mut Collector) -> bool| {
-        if values.is_empty() {
-            c.error(
-                at,
-                format!("{key}.{field}"),
-                "expected a list of one or more values",
-            );
-            return None;
-        }
-        // Every value is checked, so each wrong one gets its own error.
-        let ok = values.iter().filter(|v| !scalar(v, c)).count() == 0;
-        ok.then(|| values.clone())
-    };
-    let test = match field {
+    if list.is_empty() {
+        c.error(
+            at,
+            format!("{key}.{name}"),
+            "expected one or more conditions",
+        );
+        return None;
+    }
+    // Every part is compiled, so each wrong one gets its own error.
+    let parts: Vec<_> = list
+        .iter()
+        .enumerate()
+        .map(|(i, item)| compile_condition(item, &format!("{key}.{name}[{i}]"), params, c))
+        .collect();
+    let parts: Vec<_> = parts.into_iter().collect::<Option<_>>()?;
+    Some(if name == "all" {
+        Condition::All(parts)
+    } else {
+        Condition::Any(parts)
+    })
+}
+
+/// The test of operator `field` (one of `OPERATORS`) on a claim; `key` names the operator.
+fn compile_claim_test(
+    raw: &RawCondition,
+    field: &str,
+    key: &str,
+    at: Option<&Location>,
+    params: &[&str],
+    c: &mut Collector,
+) -> Option<ClaimTest> {
+    let list = |values: &Vec<Value>, c: &mut Collector| check_list(values, key, at, c);
+    match field {
         "equals" | "contains" => {
             let value = raw.equals.as_ref().or(raw.contains.as_ref())?;
             let operand = match value {
-                Value::Object(map) => {
-                    compile_binding(map, &format!("{key}.{field}"), at, params, c)
-                }
-                v => scalar(v, c).then(|| Operand::Value(v.clone())),
-            };
-            operand.map(|o| {
-                if field == "equals" {
-                    ClaimTest::Equals(o)
-                } else {
-                    ClaimTest::Contains(o)
-                }
+                Value::Object(map) => compile_binding(map, key, at, params, c),
+                v => check_scalar(v, key, at, c).then(|| Operand::Value(v.clone())),
+            }?;
+            Some(if field == "equals" {
+                ClaimTest::Equals(operand)
+            } else {
+                ClaimTest::Contains(operand)
             })
         }
-        "in" | "one_of" => {
-            list(raw.in_.as_ref().or(raw.one_of.as_ref())?, c, &mut scalar).map(ClaimTest::In)
-        }
-        "contains_any" => {
-            list(raw.contains_any.as_ref()?, c, &mut scalar).map(ClaimTest::ContainsAny)
-        }
-        "contains_all" => {
-            list(raw.contains_all.as_ref()?, c, &mut scalar).map(ClaimTest::ContainsAll)
-        }
-        "scope" => {
-            let scopes: Vec<String> = match raw.scope.as_ref()? {
-                StringOrList::One(s) => s.split_whitespace().map(str::to_string).collect(),
-                StringOrList::Many(list) => list.clone(),
-            };
-            if scopes.is_empty()
-                || scopes
-                    .iter()
-                    .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-            {
-                c.error(
-                    at,
-                    format!("{key}.scope"),
-                    "expected one or more scope names without spaces",
-                );
-                None
-            } else {
-                Some(ClaimTest::Scope(scopes))
-            }
-        }
+        "in" | "one_of" => list(raw.in_.as_ref().or(raw.one_of.as_ref())?, c).map(ClaimTest::In),
+        "contains_any" => list(raw.contains_any.as_ref()?, c).map(ClaimTest::ContainsAny),
+        "contains_all" => list(raw.contains_all.as_ref()?, c).map(ClaimTest::ContainsAll),
+        "scope" => compile_scopes(raw.scope.as_ref()?, key, at, c).map(ClaimTest::Scope),
         "exists" => raw.exists.map(ClaimTest::Exists),
         "regex" => match Pattern::new(raw.regex.as_deref()?) {
             Ok(p) => Some(ClaimTest::Regex(p)),
             Err(e) => {
-                c.error(at, format!("{key}.regex"), e);
+                c.error(at, key, e);
                 None
             }
         },
@@ -262,8 +228,67 @@ fn compile_condition(
             };
             n.map(|n| ClaimTest::Compare(op, n.clone()))
         }
+    }
+}
+
+/// A value compared with a claim is a string, number or boolean.
+fn check_scalar(v: &Value, key: &str, at: Option<&Location>, c: &mut Collector) -> bool {
+    let ok = matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    if !ok {
+        let hint = if v.is_array() {
+            " (for a list, use in, contains_any or contains_all)"
+        } else if v.is_object() {
+            " (or {param: NAME} / {header: NAME} for equals and contains)"
+        } else {
+            ""
+        };
+        c.error(
+            at,
+            key,
+            format!("expected a string, number or boolean{hint}"),
+        );
+    }
+    ok
+}
+
+/// A list of one or more scalars; every value is checked, so each wrong one gets its own error.
+fn check_list(
+    values: &[Value],
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Option<Vec<Value>> {
+    if values.is_empty() {
+        c.error(at, key, "expected a list of one or more values");
+        return None;
+    }
+    let wrong = values
+        .iter()
+        .filter(|v| !check_scalar(v, key, at, c))
+        .count();
+    (wrong == 0).then(|| values.to_vec())
+}
+
+/// `scope: "a b"` or `scope: [a, b]`: one or more names without spaces.
+fn compile_scopes(
+    raw: &StringOrList,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) -> Option<Vec<String>> {
+    let scopes: Vec<String> = match raw {
+        StringOrList::One(s) => s.split_whitespace().map(str::to_string).collect(),
+        StringOrList::Many(list) => list.clone(),
     };
-    test.map(|test| Condition::Claim { path, test })
+    let bad = scopes.is_empty()
+        || scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace));
+    if bad {
+        c.error(at, key, "expected one or more scope names without spaces");
+        return None;
+    }
+    Some(scopes)
 }
 
 /// `{param: id}` (a parameter of the route's path template) or `{header: X-Tenant}`.

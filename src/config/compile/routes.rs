@@ -64,121 +64,19 @@ impl RouteCompiler<'_> {
         let r = &spanned.value;
         let key = format!("routes[{i}]");
         let line = spanned.referenced.line();
-        if r.name.is_empty() {
-            c.error(at, format!("{key}.name"), "expected a non-empty name");
-        } else if let Some((first_file, first_line)) = self.names.get(&r.name) {
-            c.error(
-                at,
-                format!("{key}.name"),
-                format!(
-                    "route name {:?} is already used at {}:{first_line}; every route needs its own name",
-                    r.name,
-                    first_file.display()
-                ),
-            );
-        } else {
-            self.names
-                .insert(r.name.clone(), (file.to_path_buf(), line));
-        }
+        self.check_name(r, file, line, &key, at, c);
         let hosts = compile_hosts(r.host.as_ref(), &key, at, c);
-        let path = match (&r.path, &r.prefix) {
-            (Some(p), None) => check_route_path(p, &self.paths, &format!("{key}.path"), at, c)
-                .and_then(|p| {
-                    PathMatcher::path(p)
-                        .map_err(|e| c.error(at, format!("{key}.path"), e))
-                        .ok()
-                }),
-            (None, Some(p)) => {
-                if p.contains(['{', '}']) {
-                    c.error(
-                        at,
-                        format!("{key}.prefix"),
-                        "a prefix takes no parameters; use path: /a/{id}/{*rest} for a template",
-                    );
-                    None
-                } else {
-                    check_route_path(p, &self.paths, &format!("{key}.prefix"), at, c)
-                        .map(PathMatcher::prefix)
-                }
-            }
-            _ => {
-                c.error(
-                    at,
-                    key.clone(),
-                    "expected exactly one of path (exact or template such as /users/{id}) or prefix",
-                );
-                None
-            }
-        };
+        let path = self.compile_path(r, &key, at, c);
         let methods = compile_methods(r.methods.as_deref(), &key, at, c);
-        let deny = r.policy == Some(RawPolicy::Deny);
-        let upstream = match (&r.upstream, deny) {
-            (Some(name), _) => {
-                let found = self.upstreams.get(name).copied();
-                if found.is_none() {
-                    let mut known: Vec<_> = self.upstreams.keys().map(String::as_str).collect();
-                    known.sort_unstable();
-                    c.error(
-                        at,
-                        format!("{key}.upstream"),
-                        format!("no upstream named {name:?} (known: {})", known.join(", ")),
-                    );
-                }
-                found.map(Some)
-            }
-            (None, true) => Some(None),
-            (None, false) => {
-                c.error(
-                    at,
-                    format!("{key}.upstream"),
-                    "expected the name of an upstream (only policy: deny routes have none)",
-                );
-                None
-            }
-        };
-        if deny && r.upstream.is_some() {
-            c.error(
-                at,
-                format!("{key}.upstream"),
-                "a policy: deny route forwards nothing: remove upstream",
-            );
-        }
-        if r.deny_status.is_some() && !deny {
-            c.error(
-                at,
-                format!("{key}.deny_status"),
-                "deny_status needs policy: deny",
-            );
-        }
+        let upstream = self.resolve_upstream(r, &key, at, c);
+        check_deny_fields(r, &key, at, c);
         let params = path
             .as_ref()
             .map(PathMatcher::param_names)
             .unwrap_or_default();
         let policy = compile_policy(r, &key, at, &params, c);
-        let needs_token = !matches!(policy, Some(Policy::Public | Policy::Deny(_)));
-        if needs_token && self.providers.is_empty() {
-            c.error(
-                at,
-                format!("{key}.policy"),
-                "this route checks tokens, but no providers are configured",
-            );
-        }
-        let allowed = r.providers.as_ref().map(|list| {
-            list.iter()
-                .enumerate()
-                .filter_map(|(j, name)| {
-                    let found = self.providers.iter().position(|p| &*p.name == name);
-                    if found.is_none() {
-                        c.error(
-                            at,
-                            format!("{key}.providers[{j}]"),
-                            format!("no provider named {name:?}"),
-                        );
-                    }
-                    found
-                })
-                .collect::<Vec<_>>()
-        });
+        self.check_token_needs_providers(policy.as_ref(), &key, at, c);
+        let allowed = self.resolve_providers(r, &key, at, c);
         let claim_headers = compile_claim_headers(&r.claim_headers, &key, at, c);
         if matches!(policy, Some(Policy::Public)) && !claim_headers.is_empty() {
             c.error(
@@ -187,91 +85,10 @@ impl RouteCompiler<'_> {
                 "a public route has no claims to put into headers",
             );
         }
-        for (field, value) in [
-            ("token_query_param", &r.token_query_param),
-            ("token_cookie", &r.token_cookie),
-        ] {
-            if value.as_deref().is_some_and(|v| {
-                v.is_empty()
-                    || !v
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && !b"=;&,".contains(&b))
-            }) {
-                c.error(
-                    at,
-                    format!("{key}.{field}"),
-                    "expected a parameter or cookie name",
-                );
-            }
-        }
-        for (field, value) in [
-            ("strip_prefix", &r.strip_prefix),
-            ("add_prefix", &r.add_prefix),
-        ] {
-            let Some(p) = value else { continue };
-            let normal = crate::routes::path::normalize(p, &PathOptions::default())
-                .is_ok_and(|n| n == p.as_str());
-            if !normal || p.len() < 2 || p.contains(['{', '}', '?', '#']) {
-                c.error(
-                    at,
-                    format!("{key}.{field}"),
-                    format!(
-                        "expected a path such as /api (normalised, no parameters), found {p:?}"
-                    ),
-                );
-            }
-        }
-        if let (Some(strip), Some(PathMatcher::Prefix(prefix) | PathMatcher::Exact(prefix))) =
-            (&r.strip_prefix, &path)
-        {
-            let strip = strip.trim_end_matches('/');
-            let covered = crate::routes::path::strip_segments(prefix, strip, true).is_some();
-            if !covered {
-                c.error(
-                    at,
-                    format!("{key}.strip_prefix"),
-                    format!("{strip:?} is not a leading part of the route's path {prefix:?}, so it would not always apply"),
-                );
-            }
-        }
-        for (j, protocol) in r.upgrades.iter().enumerate() {
-            let token = !protocol.is_empty()
-                && protocol
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token {
-                c.error(
-                    at,
-                    format!("{key}.upgrades[{j}]"),
-                    format!("expected a protocol name such as websocket, found {protocol:?}"),
-                );
-            }
-        }
-        let http2_upstream = upstream
-            .flatten()
-            .and_then(|i| self.upstream_list.get(i))
-            .is_some_and(|u| u.settings.http2);
-        if !r.upgrades.is_empty() && http2_upstream {
-            c.error(
-                at,
-                format!("{key}.upgrades"),
-                "upgrades need an HTTP/1.1 upstream; this route's upstream has http2: true",
-            );
-        }
-        if r.max_body_bytes == Some(0) {
-            c.error(
-                at,
-                format!("{key}.max_body_bytes"),
-                "expected a number greater than 0 (omit for no limit)",
-            );
-        }
-        if r.close_at_token_expiry && r.upgrades.is_empty() {
-            c.error(
-                at,
-                format!("{key}.close_at_token_expiry"),
-                "close_at_token_expiry applies to upgraded connections: list upgrades too",
-            );
-        }
+        check_token_sources(r, &key, at, c);
+        check_rewrites(r, path.as_ref(), &key, at, c);
+        self.check_upgrades(r, upstream.flatten(), &key, at, c);
+        check_limits(r, &key, at, c);
         let (path, upstream, policy) = (path?, upstream?, policy?);
         let mut bound_headers = Vec::new();
         if let Policy::Authenticated(Some(condition)) = &policy {
@@ -311,6 +128,284 @@ impl RouteCompiler<'_> {
                 index: i,
             },
         })
+    }
+
+    /// Route names are unique across the main file and every rule file.
+    fn check_name(
+        &mut self,
+        r: &RawRoute,
+        file: &Arc<Path>,
+        line: u64,
+        key: &str,
+        at: Option<&Location>,
+        c: &mut Collector,
+    ) {
+        if r.name.is_empty() {
+            c.error(at, format!("{key}.name"), "expected a non-empty name");
+        } else if let Some((first_file, first_line)) = self.names.get(&r.name) {
+            c.error(
+                at,
+                format!("{key}.name"),
+                format!(
+                    "route name {:?} is already used at {}:{first_line}; every route needs its own name",
+                    r.name,
+                    first_file.display()
+                ),
+            );
+        } else {
+            self.names
+                .insert(r.name.clone(), (file.to_path_buf(), line));
+        }
+    }
+
+    /// `path` (exact or template) or `prefix`, written in the normal form requests are
+    /// matched in.
+    fn compile_path(
+        &self,
+        r: &RawRoute,
+        key: &str,
+        at: Option<&Location>,
+        c: &mut Collector,
+    ) -> Option<PathMatcher> {
+        match (&r.path, &r.prefix) {
+            (Some(p), None) => check_route_path(p, &self.paths, &format!("{key}.path"), at, c)
+                .and_then(|p| {
+                    PathMatcher::path(p)
+                        .map_err(|e| c.error(at, format!("{key}.path"), e))
+                        .ok()
+                }),
+            (None, Some(p)) => {
+                if p.contains(['{', '}']) {
+                    c.error(
+                        at,
+                        format!("{key}.prefix"),
+                        "a prefix takes no parameters; use path: /a/{id}/{*rest} for a template",
+                    );
+                    None
+                } else {
+                    check_route_path(p, &self.paths, &format!("{key}.prefix"), at, c)
+                        .map(PathMatcher::prefix)
+                }
+            }
+            _ => {
+                c.error(
+                    at,
+                    key,
+                    "expected exactly one of path (exact or template such as /users/{id}) or prefix",
+                );
+                None
+            }
+        }
+    }
+
+    /// The named upstream: `Some(Some(i))`, or `Some(None)` for a `policy: deny` route;
+    /// `None` when it is missing or unknown.
+    fn resolve_upstream(
+        &self,
+        r: &RawRoute,
+        key: &str,
+        at: Option<&Location>,
+        c: &mut Collector,
+    ) -> Option<Option<usize>> {
+        let deny = r.policy == Some(RawPolicy::Deny);
+        match (&r.upstream, deny) {
+            (Some(name), _) => {
+                let found = self.upstreams.get(name).copied();
+                if found.is_none() {
+                    let mut known: Vec<_> = self.upstreams.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    c.error(
+                        at,
+                        format!("{key}.upstream"),
+                        format!("no upstream named {name:?} (known: {})", known.join(", ")),
+                    );
+                }
+                found.map(Some)
+            }
+            (None, true) => Some(None),
+            (None, false) => {
+                c.error(
+                    at,
+                    format!("{key}.upstream"),
+                    "expected the name of an upstream (only policy: deny routes have none)",
+                );
+                None
+            }
+        }
+    }
+
+    /// A route that checks tokens needs a provider to check them with.
+    fn check_token_needs_providers(
+        &self,
+        policy: Option<&Policy>,
+        key: &str,
+        at: Option<&Location>,
+        c: &mut Collector,
+    ) {
+        let needs_token = !matches!(policy, Some(Policy::Public | Policy::Deny(_)));
+        if needs_token && self.providers.is_empty() {
+            c.error(
+                at,
+                format!("{key}.policy"),
+                "this route checks tokens, but no providers are configured",
+            );
+        }
+    }
+
+    /// `providers:` of the route, as indices; each must name a configured provider.
+    fn resolve_providers(
+        &self,
+        r: &RawRoute,
+        key: &str,
+        at: Option<&Location>,
+        c: &mut Collector,
+    ) -> Option<Vec<usize>> {
+        r.providers.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(j, name)| {
+                    let found = self.providers.iter().position(|p| &*p.name == name);
+                    if found.is_none() {
+                        c.error(
+                            at,
+                            format!("{key}.providers[{j}]"),
+                            format!("no provider named {name:?}"),
+                        );
+                    }
+                    found
+                })
+                .collect::<Vec<_>>()
+        })
+    }
+
+    /// Upgrades are protocol tokens, and need an HTTP/1.1 upstream.
+    fn check_upgrades(
+        &self,
+        r: &RawRoute,
+        upstream: Option<usize>,
+        key: &str,
+        at: Option<&Location>,
+        c: &mut Collector,
+    ) {
+        for (j, protocol) in r.upgrades.iter().enumerate() {
+            let token = !protocol.is_empty()
+                && protocol
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                c.error(
+                    at,
+                    format!("{key}.upgrades[{j}]"),
+                    format!("expected a protocol name such as websocket, found {protocol:?}"),
+                );
+            }
+        }
+        let http2_upstream = upstream
+            .and_then(|i| self.upstream_list.get(i))
+            .is_some_and(|u| u.settings.http2);
+        if !r.upgrades.is_empty() && http2_upstream {
+            c.error(
+                at,
+                format!("{key}.upgrades"),
+                "upgrades need an HTTP/1.1 upstream; this route's upstream has http2: true",
+            );
+        }
+    }
+}
+
+/// A `policy: deny` route names no upstream; `deny_status` belongs to deny routes only.
+fn check_deny_fields(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collector) {
+    let deny = r.policy == Some(RawPolicy::Deny);
+    if deny && r.upstream.is_some() {
+        c.error(
+            at,
+            format!("{key}.upstream"),
+            "a policy: deny route forwards nothing: remove upstream",
+        );
+    }
+    if r.deny_status.is_some() && !deny {
+        c.error(
+            at,
+            format!("{key}.deny_status"),
+            "deny_status needs policy: deny",
+        );
+    }
+}
+
+/// `token_query_param` and `token_cookie` are names that fit in a query or a cookie.
+fn check_token_sources(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collector) {
+    for (field, value) in [
+        ("token_query_param", &r.token_query_param),
+        ("token_cookie", &r.token_cookie),
+    ] {
+        if value.as_deref().is_some_and(|v| {
+            v.is_empty()
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"=;&,".contains(&b))
+        }) {
+            c.error(
+                at,
+                format!("{key}.{field}"),
+                "expected a parameter or cookie name",
+            );
+        }
+    }
+}
+
+/// `strip_prefix` and `add_prefix` are normal paths, and `strip_prefix` always applies.
+fn check_rewrites(
+    r: &RawRoute,
+    path: Option<&PathMatcher>,
+    key: &str,
+    at: Option<&Location>,
+    c: &mut Collector,
+) {
+    for (field, value) in [
+        ("strip_prefix", &r.strip_prefix),
+        ("add_prefix", &r.add_prefix),
+    ] {
+        let Some(p) = value else { continue };
+        let normal = crate::routes::path::normalize(p, &PathOptions::default())
+            .is_ok_and(|n| n == p.as_str());
+        if !normal || p.len() < 2 || p.contains(['{', '}', '?', '#']) {
+            c.error(
+                at,
+                format!("{key}.{field}"),
+                format!("expected a path such as /api (normalised, no parameters), found {p:?}"),
+            );
+        }
+    }
+    if let (Some(strip), Some(PathMatcher::Prefix(prefix) | PathMatcher::Exact(prefix))) =
+        (&r.strip_prefix, path)
+    {
+        let strip = strip.trim_end_matches('/');
+        let covered = crate::routes::path::strip_segments(prefix, strip, true).is_some();
+        if !covered {
+            c.error(
+                    at,
+                    format!("{key}.strip_prefix"),
+                    format!("{strip:?} is not a leading part of the route's path {prefix:?}, so it would not always apply"),
+                );
+        }
+    }
+}
+
+/// `max_body_bytes` is above 0; `close_at_token_expiry` needs upgrades.
+fn check_limits(r: &RawRoute, key: &str, at: Option<&Location>, c: &mut Collector) {
+    if r.max_body_bytes == Some(0) {
+        c.error(
+            at,
+            format!("{key}.max_body_bytes"),
+            "expected a number greater than 0 (omit for no limit)",
+        );
+    }
+    if r.close_at_token_expiry && r.upgrades.is_empty() {
+        c.error(
+            at,
+            format!("{key}.close_at_token_expiry"),
+            "close_at_token_expiry applies to upgraded connections: list upgrades too",
+        );
     }
 }
 
