@@ -1,4 +1,4 @@
-//! Subcommands: `run`, `check` and `demo`.
+//! The command line: `run` a gateway, `check` a config, `explain` one request against it, `demo`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

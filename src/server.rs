@@ -51,7 +51,7 @@ pub struct RunningGateway {
     addresses: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    /// The state every connection reads; a reload swaps its snapshot.
+    /// The state every connection reads; `apply` swaps its snapshot.
     pub state: Arc<AppState>,
 }
 

@@ -42,43 +42,36 @@ async fn setup() -> Setup {
     work.write("ec.pem", &pem_ec.spki_pem());
     work.write("hmac.secret", std::str::from_utf8(HMAC_SECRET).unwrap());
     work.write("rsa-only.json", &json!({"keys": [rsa.jwk()]}).to_string());
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  app:
-    url: {upstream}
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}, second-api]
-    algorithms: [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512]
-    jwks_file: jwks.json
-    public_keys:
-      - file: rsa.pem
-        kid: pem-rsa
-      - file: ec.pem
-        kid: pem-ec
-        algorithm: ES256
-      - file: no-kid.pem
-        algorithm: ES384
-    hmac_secret:
-      file: hmac.secret
-      kid: hs-1
-  - name: rs-only
-    issuer: https://rs-only.test
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256]
-    jwks_file: rsa-only.json
-routes:
-  - name: api
-    prefix: /api
-    upstream: app
-"#,
-        upstream = upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let gw = GatewayYaml::new()
+        .upstream("app", &upstream.url())
+        .providers(&format!(
+            r#"
+- name: main
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}, second-api]
+  algorithms: [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512]
+  jwks_file: jwks.json
+  public_keys:
+    - file: rsa.pem
+      kid: pem-rsa
+    - file: ec.pem
+      kid: pem-ec
+      algorithm: ES256
+    - file: no-kid.pem
+      algorithm: ES384
+  hmac_secret:
+    file: hmac.secret
+    kid: hs-1
+- name: rs-only
+  issuer: https://rs-only.test
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256]
+  jwks_file: rsa-only.json
+"#
+        ))
+        .routes("- name: api\n  prefix: /api\n  upstream: app\n")
+        .start_in(work)
+        .await;
     Setup {
         gw,
         upstream,

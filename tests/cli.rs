@@ -25,10 +25,10 @@ impl Drop for Running {
 fn open_config(work: &Workdir, upstream: &TestUpstream) -> std::path::PathBuf {
     work.write(
         "run.yaml",
-        &format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    policy: public\n    upstream: app\n",
-            upstream.url()
-        ),
+        &GatewayYaml::new()
+            .upstream("app", &upstream.url())
+            .public_route("open", "/", "app")
+            .yaml(),
     )
 }
 

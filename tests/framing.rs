@@ -11,29 +11,14 @@ use common::*;
 async fn gateway() -> (TestGateway, TestUpstream) {
     let work = Workdir::new();
     let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-server:
-  max_uri_bytes: 512
-upstreams:
-  app:
-    url: {upstream}
-routes:
-  - name: open
-    prefix: /
-    upstream: app
-    policy: public
-  - name: small
-    prefix: /small
-    upstream: app
-    policy: public
-    max_body_bytes: 1000
-"#,
-        upstream = upstream.url()
-    );
-    (TestGateway::start(work, &yaml).await, upstream)
+    let gw = GatewayYaml::new()
+        .server("max_uri_bytes: 512")
+        .upstream("app", &upstream.url())
+        .public_route("open", "/", "app")
+        .routes("- name: small\n  prefix: /small\n  upstream: app\n  policy: public\n  max_body_bytes: 1000\n")
+        .start_in(work)
+        .await;
+    (gw, upstream)
 }
 
 async fn send(gw: &TestGateway, raw: &[u8]) -> String {

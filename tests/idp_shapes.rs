@@ -137,11 +137,11 @@ async fn tokens_of_real_identity_providers() {
             require = idp.require
         ));
     }
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nproviders:\n{providers}routes:\n{routes}",
-        upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let gw = GatewayYaml::new()
+        .upstream("app", &upstream.url())
+        .top(&format!("providers:\n{providers}routes:\n{routes}"))
+        .start_in(work)
+        .await;
     let send = |path: String, token: String| {
         let url = gw.url(0, &path);
         async move { reason(client().get(url).bearer_auth(token).send().await.unwrap()).await }
@@ -195,8 +195,32 @@ fn audiences_none_without_a_client_is_linted() {
     let work = Workdir::new();
     let key = TestKey::rsa("k");
     work.jwks("k.json", &[&key]);
-    let yaml = "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nproviders:\n  - name: pool\n    issuer: https://cognito-idp.example/pool\n    audiences: none\n    algorithms: [RS256]\n    jwks_file: k.json\nroutes:\n  - name: bound\n    prefix: /bound\n    upstream: app\n    require:\n      claim: client_id\n      equals: app-1\n  - name: open\n    prefix: /open\n    upstream: app\n";
-    let path = work.write("gateway.yaml", yaml);
+    let yaml = GatewayYaml::new()
+        .upstream("app", "http://127.0.0.1:9")
+        .providers(
+            "
+- name: pool
+  issuer: https://cognito-idp.example/pool
+  audiences: none
+  algorithms: [RS256]
+  jwks_file: k.json
+",
+        )
+        .routes(
+            "
+- name: bound
+  prefix: /bound
+  upstream: app
+  require:
+    claim: client_id
+    equals: app-1
+- name: open
+  prefix: /open
+  upstream: app
+",
+        )
+        .yaml();
+    let path = work.write("gateway.yaml", &yaml);
     let config = portcullis::config::load(&path).unwrap();
     let found: Vec<&str> = config
         .warnings

@@ -107,33 +107,28 @@ async fn setup() -> Setup {
     work.jwks("strict.json", &[&strict_key]);
     let upstream = TestUpstream::start().await;
     work.write("rules.yaml", RULES);
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-server:
-  spoofable_headers: [X-Original-Host]
-upstreams:
-  app:
-    url: {upstream}
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256]
-    jwks_file: jwks.json
-  - name: strict
-    issuer: https://strict.test
-    audiences: [{AUDIENCE}]
-    algorithms: [ES256]
-    jwks_file: strict.json
-    types: [at+jwt]
-    clients: [web]
-rule_files: [rules.yaml]
-"#,
-        upstream = upstream.url(),
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let gw = GatewayYaml::new()
+        .server("spoofable_headers: [X-Original-Host]")
+        .upstream("app", &upstream.url())
+        .providers(&format!(
+            r#"
+- name: main
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256]
+  jwks_file: jwks.json
+- name: strict
+  issuer: https://strict.test
+  audiences: [{AUDIENCE}]
+  algorithms: [ES256]
+  jwks_file: strict.json
+  types: [at+jwt]
+  clients: [web]
+"#
+        ))
+        .top("rule_files: [rules.yaml]")
+        .start_in(work)
+        .await;
     let alice = mint(
         &key,
         "RS256",

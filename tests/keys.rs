@@ -15,38 +15,31 @@ struct Setup {
     upstream: TestUpstream,
 }
 
-/// A gateway whose provider takes its keys from `jwks` (plain HTTP, allowed explicitly).
+/// A gateway whose provider takes its keys from `jwks` (plain HTTP, allowed explicitly);
+/// `remote_keys` and `server_extra` are keys added to those sections.
 async fn gateway(jwks: TestJwks, remote_keys: &str, server_extra: &str) -> Setup {
     let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-server:
-  access_log: false
-{server_extra}
-upstreams:
-  app:
-    url: {upstream}
-providers:
-  - name: idp
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256, ES256]
-    jwks_uri: {uri}
-    remote_keys:
-      allow_http: true
-      fetch_timeout: 1s
-{remote_keys}
-routes:
-  - name: api
-    prefix: /api
-    upstream: app
-"#,
-        upstream = upstream.url(),
-        uri = jwks.jwks_uri(),
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    let gw = GatewayYaml::new()
+        .server("access_log: false")
+        .server(server_extra)
+        .upstream("app", &upstream.url())
+        .providers(&format!(
+            "
+- name: idp
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256, ES256]
+  jwks_uri: {uri}
+  remote_keys:
+    allow_http: true
+    fetch_timeout: 1s
+{remote_keys}",
+            uri = jwks.jwks_uri(),
+            remote_keys = indent(remote_keys, "    ")
+        ))
+        .routes("- name: api\n  prefix: /api\n  upstream: app\n")
+        .start()
+        .await;
     Setup { gw, jwks, upstream }
 }
 
@@ -87,7 +80,7 @@ async fn unknown_kid_flood_stays_within_the_refetch_budget() {
     let s = gateway(
         TestJwks::start(&[&k1]).await,
         "",
-        "  header_read_timeout: 60s",
+        "header_read_timeout: 60s",
     )
     .await;
     let valid = mint(&k1, "ES256", &claims());
@@ -126,7 +119,7 @@ async fn ten_thousand_random_kids_cost_at_most_the_budget() {
     let k1 = TestKey::ec256("k1");
     let s = gateway(
         TestJwks::start(&[&k1]).await,
-        "      unknown_kid_burst: 3\n      unknown_kid_refill: 1s",
+        "unknown_kid_burst: 3\nunknown_kid_refill: 1s",
         "",
     )
     .await;
@@ -198,8 +191,8 @@ async fn outage_and_garbage_keep_the_last_good_keys() {
     jwks.set_max_age(Some(1));
     let s = gateway(
         jwks,
-        "      min_refresh: 1s\n      max_refresh: 2s",
-        "  token_cache:\n    max_entries: 0",
+        "min_refresh: 1s\nmax_refresh: 2s",
+        "token_cache:\n  max_entries: 0",
     )
     .await;
     for (mode, name) in [
@@ -235,7 +228,7 @@ async fn removed_key_is_refused_after_the_refresh_even_when_cached() {
     let (k1, k2) = (TestKey::ec256("k1"), TestKey::ec256("k2"));
     let jwks = TestJwks::start(&[&k1, &k2]).await;
     jwks.set_max_age(Some(1));
-    let s = gateway(jwks, "      min_refresh: 1s", "").await;
+    let s = gateway(jwks, "min_refresh: 1s", "").await;
     let token = mint(&k2, "ES256", &claims());
     assert_eq!(status(&s, &token).await.0, 200);
     assert_eq!(status(&s, &token).await.0, 200, "served from the cache");
@@ -264,7 +257,7 @@ async fn startup_without_keys_answers_keys_unavailable_then_recovers() {
     let k1 = TestKey::ec256("k1");
     let jwks = TestJwks::start(&[&k1]).await;
     jwks.set_mode(JwksMode::Down);
-    let s = gateway(jwks, "      unknown_kid_cooldown: 1s", "").await;
+    let s = gateway(jwks, "unknown_kid_cooldown: 1s", "").await;
     let token = mint(&k1, "ES256", &claims());
     assert_eq!(
         status(&s, &token).await,
@@ -287,10 +280,23 @@ async fn fail_fast_refuses_to_start_without_keys() {
     let k1 = TestKey::ec256("k1");
     let jwks = TestJwks::start(&[&k1]).await;
     jwks.set_mode(JwksMode::Down);
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_uri: {}\n    remote_keys:\n      allow_http: true\n      fail_fast: true\nroutes:\n  - name: api\n    prefix: /\n    upstream: app\n",
-        jwks.jwks_uri()
-    );
+    let yaml = GatewayYaml::new()
+        .upstream("app", "http://127.0.0.1:9")
+        .providers(&format!(
+            "
+- name: idp
+  issuer: {ISSUER}
+  audiences: [a]
+  algorithms: [ES256]
+  jwks_uri: {}
+  remote_keys:
+    allow_http: true
+    fail_fast: true
+",
+            jwks.jwks_uri()
+        ))
+        .routes("- name: api\n  prefix: /\n  upstream: app\n")
+        .yaml();
     let work = Workdir::new();
     let config = portcullis::config::load(&work.write("g.yaml", &yaml)).unwrap();
     let err = portcullis::server::start(config)
@@ -310,11 +316,23 @@ async fn discovery_over_https_and_issuer_mismatch() {
     let issuer = idp.base.clone();
     let upstream = TestUpstream::start().await;
     let yaml = |fail_fast: bool| {
-        format!(
-            "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {issuer}\n    audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    discovery: true\n    remote_keys:\n      ca_file: {}\n      fail_fast: {fail_fast}\nroutes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
-            upstream.url(),
-            ca.display()
-        )
+        GatewayYaml::new()
+            .upstream("app", &upstream.url())
+            .providers(&format!(
+                "
+- name: idp
+  issuer: {issuer}
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256]
+  discovery: true
+  remote_keys:
+    ca_file: {}
+    fail_fast: {fail_fast}
+",
+                ca.display()
+            ))
+            .routes("- name: api\n  prefix: /api\n  upstream: app\n")
+            .yaml()
     };
     let gw = TestGateway::start(Workdir::new(), &yaml(false)).await;
     let token = mint(&k1, "RS256", &claims_with(json!({"iss": issuer})));
@@ -340,7 +358,13 @@ async fn plain_http_key_source_needs_an_explicit_opt_in() {
     let work = Workdir::new();
     let path = work.write(
         "g.yaml",
-        "listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nproviders:\n  - name: idp\n    issuer: https://i\n    audiences: [a]\n    algorithms: [RS256]\n    jwks_uri: http://127.0.0.1:9/jwks.json\nroutes:\n  - name: api\n    prefix: /\n    upstream: app\n",
+        &GatewayYaml::new()
+            .upstream("app", "http://127.0.0.1:9")
+            .providers(
+                "- name: idp\n  issuer: https://i\n  audiences: [a]\n  algorithms: [RS256]\n  jwks_uri: http://127.0.0.1:9/jwks.json\n",
+            )
+            .routes("- name: api\n  prefix: /\n  upstream: app\n")
+            .yaml(),
     );
     let err = portcullis::config::load(&path)
         .expect_err("plain http accepted")
@@ -357,17 +381,28 @@ async fn local_key_gateway(key: &TestKey, server: &str, provider_extra: &str) ->
     let work = Workdir::new();
     work.jwks("jwks.json", &[key]);
     let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n{server}upstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [ES256]\n    jwks_file: jwks.json\n{provider_extra}routes:\n  - name: api\n    prefix: /api\n    upstream: app\n",
-        upstream.url()
-    );
-    TestGateway::start(work, &yaml).await
+    GatewayYaml::new()
+        .server(server)
+        .upstream("app", &upstream.url())
+        .providers(&format!(
+            "
+- name: idp
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [ES256]
+  jwks_file: jwks.json
+{}",
+            indent(provider_extra, "  ")
+        ))
+        .routes("- name: api\n  prefix: /api\n  upstream: app\n")
+        .start_in(work)
+        .await
 }
 
 #[tokio::test]
 async fn cached_token_is_refused_the_moment_it_expires() {
     let k1 = TestKey::ec256("k1");
-    let gw = local_key_gateway(&k1, "", "    leeway: 0s\n").await;
+    let gw = local_key_gateway(&k1, "", "leeway: 0s").await;
     let exp = now() + 2;
     let token = mint(&k1, "ES256", &claims_with(json!({"exp": exp})));
     let get = || client().get(gw.url(0, "/api/x")).bearer_auth(&token).send();
@@ -410,7 +445,7 @@ async fn cached_token_is_refused_the_moment_it_expires() {
 #[tokio::test]
 async fn cache_stays_bounded_under_many_distinct_tokens() {
     let k1 = TestKey::ec256("k1");
-    let server = "server:\n  access_log: false\n  token_cache:\n    max_entries: 50\n";
+    let server = "access_log: false\ntoken_cache:\n  max_entries: 50";
     let gw = local_key_gateway(&k1, server, "").await;
     let http = client();
     for i in 0..300 {
@@ -433,7 +468,25 @@ async fn cache_stays_bounded_under_many_distinct_tokens() {
         .token_cache
         .clone()
         .unwrap();
-    assert!(cache.entry_count() <= 50, "{} entries", cache.entry_count());
+    // Bounded, and still caching: a cache that stored nothing would pass the upper bound.
+    let entries = cache.entry_count();
+    assert!((1..=50).contains(&entries), "{entries} entries");
+    let token = mint(&k1, "ES256", &claims_with(json!({"jti": "again"})));
+    for _ in 0..2 {
+        let r = http
+            .get(gw.url(0, "/api/x"))
+            .bearer_auth(&token)
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let key = cache.key(&token);
+    assert!(
+        cache
+            .get(&key, portcullis::token::verify::unix_now())
+            .is_some(),
+        "a token used twice is served from the cache"
+    );
 }
 
 #[tokio::test]

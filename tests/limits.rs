@@ -11,11 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn gateway(upstream: &TestUpstream, server: &str) -> TestGateway {
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n{server}upstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n",
-        upstream.url()
-    );
-    TestGateway::start(Workdir::new(), &yaml).await
+    GatewayYaml::new()
+        .server(server)
+        .upstream("app", &upstream.url())
+        .public_route("open", "/", "app")
+        .start()
+        .await
 }
 
 /// Reads until the peer closes; returns what was read and how long it took.
@@ -32,7 +33,7 @@ async fn read_to_close(stream: &mut TcpStream, within: Duration) -> (String, Opt
 #[tokio::test]
 async fn slow_clients_time_out_and_do_not_hold_others_up() {
     let upstream = TestUpstream::start().await;
-    let gw = gateway(&upstream, "  header_read_timeout: 1s\n").await;
+    let gw = gateway(&upstream, "header_read_timeout: 1s\n").await;
     let mut slow = Vec::new();
     for _ in 0..20 {
         let mut s = TcpStream::connect(gw.addr(0)).await.unwrap();
@@ -54,7 +55,7 @@ async fn slow_clients_time_out_and_do_not_hold_others_up() {
 #[tokio::test]
 async fn idle_connections_close_after_their_request_finishes() {
     let upstream = TestUpstream::start_with_delay(Duration::from_millis(1200)).await;
-    let gw = gateway(&upstream, "  idle_timeout: 400ms\n").await;
+    let gw = gateway(&upstream, "idle_timeout: 400ms\n").await;
     let mut s = TcpStream::connect(gw.addr(0)).await.unwrap();
     // The request waits 1.2 s on the upstream — longer than the idle timeout — and still
     // gets its whole response; then the idle connection is closed.
@@ -79,7 +80,7 @@ async fn the_connection_cap_delays_but_does_not_drop() {
     // gets a freed slot first is not the order they connected in.
     let gw = gateway(
         &upstream,
-        "  workers: 1\n  max_connections: 2\n  header_read_timeout: 1s\n",
+        "workers: 1\nmax_connections: 2\nheader_read_timeout: 1s\n",
     )
     .await;
     let hold: Vec<TcpStream> = vec![
@@ -130,7 +131,7 @@ async fn rapid_reset(gw: &TestGateway, streams: usize, wait: Duration) -> bool {
 async fn http2_rapid_reset_flood_is_disconnected() {
     let upstream = TestUpstream::start_with_delay(Duration::from_millis(200)).await;
     // The defaults protect: no h2_* setting here.
-    let gw = gateway(&upstream, "  access_log: false\n").await;
+    let gw = gateway(&upstream, "access_log: false\n").await;
     assert!(
         rapid_reset(&gw, 20_000, Duration::from_secs(5)).await,
         "the flooding connection was not closed"
@@ -140,7 +141,7 @@ async fn http2_rapid_reset_flood_is_disconnected() {
 
     let tolerant = gateway(
         &upstream,
-        "  h2_max_pending_resets: 1000000\n  h2_max_error_resets: 1000000\n",
+        "h2_max_pending_resets: 1000000\nh2_max_error_resets: 1000000\n",
     )
     .await;
     assert!(
@@ -157,13 +158,13 @@ async fn silent_tls_clients_are_dropped_after_the_header_timeout() {
     let upstream = TestUpstream::start().await;
     let work = Workdir::new();
     let pki = pki(&work);
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificate: {}\n      private_key: {}\nserver:\n  header_read_timeout: 1s\n  idle_timeout: 1h\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n",
-        pki.cert.display(),
-        pki.key.display(),
-        upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let gw = GatewayYaml::new()
+        .https_only(&pki.cert, &pki.key)
+        .server("header_read_timeout: 1s\nidle_timeout: 1h")
+        .upstream("app", &upstream.url())
+        .public_route("open", "/", "app")
+        .start_in(work)
+        .await;
     let mut roots = rustls::RootCertStore::empty();
     let ca = rustls_pki_types::pem::PemObject::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
     roots.add(ca).unwrap();

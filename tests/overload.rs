@@ -16,12 +16,15 @@ async fn gateway(
     server: &str,
     slow_extra: &str,
 ) -> TestGateway {
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  access_log: false\n{server}upstreams:\n  slow:\n    url: {slow}\n{slow_extra}  fast:\n    url: {fast}\nroutes:\n  - name: slow\n    prefix: /slow\n    upstream: slow\n    policy: public\n  - name: fast\n    prefix: /fast\n    upstream: fast\n    policy: public\n",
-        slow = slow.url(),
-        fast = fast.url(),
-    );
-    TestGateway::start(Workdir::new(), &yaml).await
+    GatewayYaml::new()
+        .server("access_log: false")
+        .server(server)
+        .upstream_with("slow", &format!("url: {}\n{slow_extra}", slow.url()))
+        .upstream("fast", &fast.url())
+        .public_route("slow", "/slow", "slow")
+        .public_route("fast", "/fast", "fast")
+        .start()
+        .await
 }
 
 /// One HTTP/2 connection opening 64 streams against a stalled upstream with `max_requests: 8`:
@@ -31,7 +34,7 @@ async fn gateway(
 async fn max_requests_bounds_what_reaches_a_stalled_upstream() {
     let slow = TestUpstream::start_with_delay(Duration::from_secs(2)).await;
     let fast = TestUpstream::start().await;
-    let gw = gateway(&slow, &fast, "", "    max_requests: 8\n").await;
+    let gw = gateway(&slow, &fast, "", "max_requests: 8\n").await;
     let tcp = tokio::net::TcpStream::connect(gw.addr(0)).await.unwrap();
     let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
     let driver = tokio::spawn(connection);
@@ -83,7 +86,7 @@ async fn connections_per_target_are_capped_with_a_bounded_wait() {
         &slow,
         &fast,
         "",
-        "    max_connections_per_target: 2\n    max_pending: 2\n",
+        "max_connections_per_target: 2\nmax_pending: 2\n",
     )
     .await;
     let mut requests = tokio::task::JoinSet::new();
@@ -119,7 +122,7 @@ async fn ping_only_http2_connections_are_closed_when_idle() {
     let gw = gateway(
         &upstream,
         &upstream,
-        "  max_connections: 4\n  idle_timeout: 1s\n",
+        "max_connections: 4\nidle_timeout: 1s\n",
         "",
     )
     .await;
@@ -167,7 +170,7 @@ async fn ping_only_http2_connections_are_closed_when_idle() {
 async fn one_address_cannot_take_every_slot() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = TestUpstream::start().await;
-    let gw = gateway(&upstream, &upstream, "  max_connections_per_ip: 2\n", "").await;
+    let gw = gateway(&upstream, &upstream, "max_connections_per_ip: 2\n", "").await;
     // Two keep-alive connections, each known to be accepted (it answered).
     let mut open = Vec::new();
     for _ in 0..2 {

@@ -20,90 +20,89 @@ async fn setup() -> Setup {
     let other = TestKey::ec256("other-1");
     work.jwks("main.json", &[&key]);
     work.jwks("other.json", &[&other]);
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  app:
-    url: {upstream}
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [ES256]
-    jwks_file: main.json
-  - name: partner
-    issuer: https://partner.test
-    audiences: [{AUDIENCE}]
-    algorithms: [ES256]
-    jwks_file: other.json
-routes:
-  - name: public
-    prefix: /public
-    methods: [GET]
-    upstream: app
-    policy: public
-  - name: optional
-    prefix: /optional
-    upstream: app
-    policy: optional
-    claim_headers:
-      X-User-Id: sub
-  - name: authenticated
-    prefix: /auth
-    upstream: app
-  - name: partner-only
-    prefix: /partner
-    upstream: app
-    providers: [partner]
-  - name: admin
-    prefix: /admin
-    methods: [GET, POST]
-    upstream: app
-    require:
-      claim: roles
-      contains: admin
-  - name: orders
-    prefix: /orders
-    upstream: app
-    require:
-      claim: scope
-      scope: orders:read
-  - name: combined
-    path: /combined
-    upstream: app
-    require:
-      all:
-        - claim: https://example.com/tenant
-          equals: acme
-        - any:
-            - claim: realm_access.roles
-              contains_any: [ops, sre]
-            - claim: level
-              one_of: [5, 6]
-        - claim: email_verified
-          equals: true
-        - claim: banned
-          exists: false
-  - name: all-roles
-    path: /all-roles
-    upstream: app
-    require:
-      claim: roles
-      contains_all: [reader, writer]
-  - name: query-token
-    prefix: /download
-    upstream: app
-    token_query_param: access_token
-  - name: cookie-token
-    prefix: /web
-    upstream: app
-    token_cookie: session
+    let gw = GatewayYaml::new()
+        .upstream("app", &upstream.url())
+        .providers(&format!(
+            r#"
+- name: main
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [ES256]
+  jwks_file: main.json
+- name: partner
+  issuer: https://partner.test
+  audiences: [{AUDIENCE}]
+  algorithms: [ES256]
+  jwks_file: other.json
+"#
+        ))
+        .routes(
+            r#"
+- name: public
+  prefix: /public
+  methods: [GET]
+  upstream: app
+  policy: public
+- name: optional
+  prefix: /optional
+  upstream: app
+  policy: optional
+  claim_headers:
+    X-User-Id: sub
+- name: authenticated
+  prefix: /auth
+  upstream: app
+- name: partner-only
+  prefix: /partner
+  upstream: app
+  providers: [partner]
+- name: admin
+  prefix: /admin
+  methods: [GET, POST]
+  upstream: app
+  require:
+    claim: roles
+    contains: admin
+- name: orders
+  prefix: /orders
+  upstream: app
+  require:
+    claim: scope
+    scope: orders:read
+- name: combined
+  path: /combined
+  upstream: app
+  require:
+    all:
+      - claim: https://example.com/tenant
+        equals: acme
+      - any:
+          - claim: realm_access.roles
+            contains_any: [ops, sre]
+          - claim: level
+            one_of: [5, 6]
+      - claim: email_verified
+        equals: true
+      - claim: banned
+        exists: false
+- name: all-roles
+  path: /all-roles
+  upstream: app
+  require:
+    claim: roles
+    contains_all: [reader, writer]
+- name: query-token
+  prefix: /download
+  upstream: app
+  token_query_param: access_token
+- name: cookie-token
+  prefix: /web
+  upstream: app
+  token_cookie: session
 "#,
-        upstream = upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+        )
+        .start_in(work)
+        .await;
     Setup {
         gw,
         upstream,

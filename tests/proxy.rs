@@ -20,55 +20,39 @@ async fn setup_with(upstream: TestUpstream, upstream_extra: &str) -> Setup {
     let pki = pki(&work);
     let key = TestKey::rsa("rsa-1");
     work.jwks("jwks.json", &[&key]);
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-  - address: 127.0.0.1:0
-    tls:
-      certificate: {cert}
-      private_key: {key}
-server:
-  max_header_bytes: 16384
-upstreams:
-  app:
-    url: {upstream}
-{upstream_extra}
-  dead:
-    url: http://127.0.0.1:1
-    connect_timeout: 2s
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256]
-    jwks_file: jwks.json
-routes:
-  - name: api
-    prefix: /api
-    upstream: app
-    claim_headers:
-      X-User-Id: sub
-      X-User-Roles: roles
-      X-User-Org: org
-  - name: stripped
-    prefix: /stripped
-    upstream: app
-    strip_authorization: true
-  - name: public
-    prefix: /public
-    upstream: app
-    policy: public
-  - name: down
-    prefix: /down
-    upstream: dead
-    policy: public
+    let gw = GatewayYaml::new()
+        .and_https(&pki.cert, &pki.key)
+        .server("max_header_bytes: 16384")
+        .upstream_with("app", &format!("url: {}\n{upstream_extra}", upstream.url()))
+        .upstream_with("dead", "url: http://127.0.0.1:1\nconnect_timeout: 2s")
+        .providers(&format!(
+            "- name: main\n  issuer: {ISSUER}\n  audiences: [{AUDIENCE}]\n  algorithms: [RS256]\n  jwks_file: jwks.json\n"
+        ))
+        .routes(
+            r#"
+- name: api
+  prefix: /api
+  upstream: app
+  claim_headers:
+    X-User-Id: sub
+    X-User-Roles: roles
+    X-User-Org: org
+- name: stripped
+  prefix: /stripped
+  upstream: app
+  strip_authorization: true
+- name: public
+  prefix: /public
+  upstream: app
+  policy: public
+- name: down
+  prefix: /down
+  upstream: dead
+  policy: public
 "#,
-        cert = pki.cert.display(),
-        key = pki.key.display(),
-        upstream = upstream.url(),
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+        )
+        .start_in(work)
+        .await;
     Setup {
         gw,
         upstream,
@@ -262,7 +246,7 @@ async fn upstream_down_is_502() {
 #[tokio::test]
 async fn slow_upstream_is_504_in_bounded_time() {
     let upstream = TestUpstream::start_with_delay(Duration::from_secs(10)).await;
-    let s = setup_with(upstream, "    response_timeout: 300ms").await;
+    let s = setup_with(upstream, "response_timeout: 300ms").await;
     let started = std::time::Instant::now();
     let (status, code, _) =
         reason(client().get(s.gw.url(0, "/public/x")).send().await.unwrap()).await;
@@ -373,11 +357,12 @@ async fn forwarding_headers_trust_only_trusted_proxies_and_request_ids_travel() 
     // A trusted proxy's headers are extended, and its proto/host kept.
     let work = Workdir::new();
     let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  trusted_proxies: [127.0.0.0/8, \"::1\"]\nupstreams:\n  app:\n    url: {}\nroutes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n",
-        upstream.url()
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+    let gw = GatewayYaml::new()
+        .server("trusted_proxies: [127.0.0.0/8, \"::1\"]")
+        .upstream("app", &upstream.url())
+        .public_route("open", "/", "app")
+        .start_in(work)
+        .await;
     client()
         .get(gw.url(0, "/x"))
         .header("forwarded", "for=198.51.100.7;proto=https")

@@ -90,24 +90,24 @@ async fn setup() -> Setup {
     work.write("rules.d/10-paths.yaml", RULES);
     work.write("rules.d/20-hosts.yml", HOST_RULES);
     work.write("rules.d/ignored.txt", "not: yaml: at all");
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  app:
-    url: {upstream}
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256]
-    jwks_file: jwks.json
+    let gw = GatewayYaml::new()
+        .upstream("app", &upstream.url())
+        .providers(&format!(
+            r#"
+- name: main
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256]
+  jwks_file: jwks.json
+"#
+        ))
+        .top(
+            r#"
 rule_files: [rules.d]
 "#,
-        upstream = upstream.url(),
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+        )
+        .start_in(work)
+        .await;
     Setup { gw, upstream, key }
 }
 
@@ -327,14 +327,20 @@ async fn bindings_limit_users_to_their_own_resources() {
 #[tokio::test]
 async fn numeric_and_regex_rules() {
     let s = setup().await;
+    // `any` answers with the reason of its first part (`level`) when none passes.
     let cases = [
-        (json!({"level": 3}), 200),
-        (json!({"level": 2}), 403),
-        (json!({"level": "5"}), 403),
-        (json!({"email": "bob@staff.example.com"}), 200),
-        (json!({"email": "bob@staff.example.com.evil"}), 403),
+        (json!({"level": 3}), 200, "allowed"),
+        (json!({"level": 2}), 403, "claim_mismatch"),
+        (json!({"level": "5"}), 403, "claim_mismatch"),
+        (json!({"email": "bob@staff.example.com"}), 200, "allowed"),
+        (
+            json!({"email": "bob@staff.example.com.evil"}),
+            403,
+            "missing_claim",
+        ),
     ];
-    for (patch, status) in cases {
+    for (patch, status, code) in cases {
+        let before = s.upstream.count();
         let token = mint(&s.key, "RS256", &claims_with(patch.clone()));
         let response = client()
             .get(s.gw.url(0, "/level"))
@@ -342,7 +348,18 @@ async fn numeric_and_regex_rules() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), status, "{patch}");
+        let (got, got_code, challenge) = reason(response).await;
+        assert_eq!(got, status, "{patch}");
+        if status == 200 {
+            assert_eq!(s.upstream.count(), before + 1, "{patch} was not forwarded");
+        } else {
+            assert_eq!(got_code, code, "{patch}");
+            assert!(
+                challenge.is_some_and(|c| c.contains("insufficient_scope")),
+                "{patch}"
+            );
+            assert_eq!(s.upstream.count(), before, "{patch} was forwarded");
+        }
     }
 }
 
@@ -350,27 +367,27 @@ async fn numeric_and_regex_rules() {
 async fn path_switches_change_normalisation_and_forward_what_was_matched() {
     let work = Workdir::new();
     let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  app:
-    url: {upstream}
+    let gw = GatewayYaml::new()
+        .upstream("app", &upstream.url())
+        .top(
+            r#"
 paths:
   empty_segments: merge
   encoded_slash: keep
   path_parameters: strip
   dot_segments: reject
-routes:
-  - name: repos
-    path: /repos/{{repo}}/{{*rest}}
-    upstream: app
-    policy: public
 "#,
-        upstream = upstream.url(),
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+        )
+        .routes(
+            r#"
+- name: repos
+  path: /repos/{repo}/{*rest}
+  upstream: app
+  policy: public
+"#,
+        )
+        .start_in(work)
+        .await;
     let cases: &[(&str, Option<&str>)] = &[
         (
             "/repos//group%2fproject/tree",

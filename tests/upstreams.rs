@@ -11,19 +11,20 @@ use common::*;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A gateway whose one public route goes to upstream `app`, configured by `app` (YAML lines
-/// indented four spaces).
+/// A gateway whose one public route goes to upstream `app`, configured by `app` (its keys).
 async fn gateway_with_app(app: &str) -> TestGateway {
     gateway_with_workers(None, app).await
 }
 
 /// The same with a number of workers (default: one per CPU).
 async fn gateway_with_workers(workers: Option<usize>, app: &str) -> TestGateway {
-    let server = workers.map_or(String::new(), |n| format!("server:\n  workers: {n}\n"));
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\n{server}upstreams:\n  app:\n{app}routes:\n  - name: open\n    prefix: /\n    upstream: app\n    policy: public\n"
-    );
-    TestGateway::start(Workdir::new(), &yaml).await
+    let workers = workers.map_or(String::new(), |n| format!("workers: {n}"));
+    GatewayYaml::new()
+        .server(&workers)
+        .upstream_with("app", app)
+        .public_route("open", "/", "app")
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -31,7 +32,7 @@ async fn a_dead_target_is_ejected_and_traffic_continues_on_the_others() {
     let a = TestUpstream::start().await;
     let b = TestUpstream::start().await;
     let gw = gateway_with_app(&format!(
-        "    targets: [{a}, http://127.0.0.1:1, {b}]\n    connect_timeout: 1s\n    eject_after: 2\n    eject_for: 1m\n",
+        "targets: [{a}, http://127.0.0.1:1, {b}]\nconnect_timeout: 1s\neject_after: 2\neject_for: 1m\n",
         a = a.url(),
         b = b.url()
     ))
@@ -70,7 +71,7 @@ async fn a_dead_target_is_ejected_and_traffic_continues_on_the_others() {
 async fn without_retries_a_dead_target_fails_until_ejected() {
     let a = TestUpstream::start().await;
     let gw = gateway_with_app(&format!(
-        "    targets: [{a}, http://127.0.0.1:1]\n    retries: 0\n    eject_after: 1\n    eject_for: 1m\n",
+        "targets: [{a}, http://127.0.0.1:1]\nretries: 0\neject_after: 1\neject_for: 1m\n",
         a = a.url()
     ))
     .await;
@@ -103,17 +104,25 @@ async fn without_retries_a_dead_target_fails_until_ejected() {
 async fn active_health_checks_keep_requests_off_a_failing_target() {
     let a = TestUpstream::start().await;
     let gw = gateway_with_app(&format!(
-        "    targets: [{a}, http://127.0.0.1:1]\n    retries: 0\n    eject_after: 0\n    health_check:\n      path: /healthz\n      interval: 100ms\n      timeout: 1s\n",
+        "targets: [{a}, http://127.0.0.1:1]\nretries: 0\neject_after: 0\nhealth_check:\n  path: /healthz\n  interval: 100ms\n  timeout: 1s\n",
         a = a.url()
     ))
     .await;
-    // The first check runs at start; passive ejection is off, so only the check can keep
-    // requests away from the dead target.
+    // Passive ejection is off, so only the check can keep requests away from the dead target.
+    // A round probes every target in order; a second probe of `a` means the first round,
+    // the dead target's probe included, is over.
     let a_ref = &a;
     assert_eventually(
         Duration::from_secs(10),
-        "the health check ran",
-        || async move { a_ref.requests().iter().any(|r| r.target == "/healthz") },
+        "a whole round of health checks ran",
+        || async move {
+            let probes = a_ref
+                .requests()
+                .iter()
+                .filter(|r| r.target == "/healthz")
+                .count();
+            probes >= 2
+        },
     )
     .await;
     for i in 0..10 {
@@ -163,7 +172,7 @@ async fn https_upstream_with_private_ca_sni_and_client_certificate() {
         (true, http::Version::HTTP_2),
     ] {
         let gw = gateway_with_app(&format!(
-            "    url: https://localhost:{port}\n    http2: {http2}\n    host: target\n    tls:\n      ca_file: {ca}\n      client_certificate: {cc}\n      client_key: {ck}\n",
+            "url: https://localhost:{port}\nhttp2: {http2}\nhost: target\ntls:\n  ca_file: {ca}\n  client_certificate: {cc}\n  client_key: {ck}\n",
             ca = pki.ca.display(),
             cc = pki.client_cert.display(),
             ck = pki.client_key.display()
@@ -191,7 +200,7 @@ async fn https_upstream_with_private_ca_sni_and_client_certificate() {
     }
     // Without the private CA the upstream's certificate is not trusted: 502, nothing served.
     let before = upstream.count();
-    let gw = gateway_with_app(&format!("    url: https://localhost:{port}\n")).await;
+    let gw = gateway_with_app(&format!("url: https://localhost:{port}\n")).await;
     let r = client().get(gw.url(0, "/secure")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(upstream.count(), before);
@@ -200,30 +209,34 @@ async fn https_upstream_with_private_ca_sni_and_client_certificate() {
 #[tokio::test]
 async fn http2_to_a_plain_upstream_and_host_and_prefix_rewrites() {
     let upstream = TestUpstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  app:
-    url: {u}
-    http2: true
-    host: internal.example:8080
-routes:
-  - name: api
-    prefix: /api/v1
-    strip_prefix: /api/v1
-    add_prefix: /v2
-    upstream: app
-    policy: public
-  - name: plain
-    prefix: /
-    upstream: app
-    policy: public
+    let u = upstream.url();
+    let gw = GatewayYaml::new()
+        .upstream_with(
+            "app",
+            &format!(
+                r#"
+url: {u}
+http2: true
+host: internal.example:8080
+"#
+            ),
+        )
+        .routes(
+            r#"
+- name: api
+  prefix: /api/v1
+  strip_prefix: /api/v1
+  add_prefix: /v2
+  upstream: app
+  policy: public
+- name: plain
+  prefix: /
+  upstream: app
+  policy: public
 "#,
-        u = upstream.url()
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+        )
+        .start()
+        .await;
     for (path, want) in [
         ("/api/v1/users?x=1", "/v2/users?x=1"),
         ("/api/v1", "/v2/"),
@@ -332,7 +345,7 @@ async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
     // One worker, so that one pool serves every request (each worker keeps its own).
     let gw = gateway_with_workers(
         Some(1),
-        &format!("    url: {}\n    pool_idle_timeout: 300ms\n", up.url),
+        &format!("url: {}\npool_idle_timeout: 300ms\n", up.url),
     )
     .await;
     for i in 0..20 {
@@ -374,7 +387,7 @@ async fn upstream_connections_are_pooled_and_closed_when_idle_too_long() {
 #[tokio::test]
 async fn an_upstream_closing_each_connection_after_answering_loses_no_request() {
     let up = CountingUpstream::start(true).await;
-    let gw = gateway_with_app(&format!("    url: {}\n", up.url)).await;
+    let gw = gateway_with_app(&format!("url: {}\n", up.url)).await;
     for i in 0..30 {
         let r = if i % 2 == 0 {
             client().get(gw.url(0, &format!("/get/{i}"))).send().await
@@ -394,11 +407,7 @@ async fn an_upstream_closing_each_connection_after_answering_loses_no_request() 
 #[tokio::test]
 async fn a_pool_without_idle_connections_opens_one_per_request() {
     let up = CountingUpstream::start(false).await;
-    let gw = gateway_with_app(&format!(
-        "    url: {}\n    pool_max_idle_per_host: 0\n",
-        up.url
-    ))
-    .await;
+    let gw = gateway_with_app(&format!("url: {}\npool_max_idle_per_host: 0\n", up.url)).await;
     for i in 0..5 {
         let r = get(&gw, &format!("/{i}")).await;
         assert_eq!(r.status(), 200);
@@ -415,7 +424,7 @@ async fn a_pool_without_idle_connections_opens_one_per_request() {
 #[tokio::test]
 async fn each_worker_keeps_its_own_upstream_connections() {
     let up = CountingUpstream::start(false).await;
-    let gw = gateway_with_workers(Some(3), &format!("    url: {}\n", up.url)).await;
+    let gw = gateway_with_workers(Some(3), &format!("url: {}\n", up.url)).await;
     // A new client connection per request: the kernel spreads them over the three workers.
     for i in 0..60 {
         let r = get(&gw, &format!("/{i}")).await;
@@ -435,20 +444,25 @@ async fn a_swapped_snapshot_keeps_unchanged_resources_and_stops_removed_ones() {
     let k2 = TestKey::rsa("k2");
     let kept = TestJwks::start(&[&k1]).await;
     let removed = TestJwks::start(&[&k2]).await;
-    let yaml = |second_provider: bool, prefix: &str| {
-        let other = if second_provider {
-            format!(
-                "  - name: other\n    issuer: https://other.example\n    audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    jwks_uri: {}\n    remote_keys:\n      allow_http: true\n",
-                removed.jwks_uri()
-            )
-        } else {
-            String::new()
-        };
+    let provider = |name: &str, issuer: &str, jwks: &TestJwks| {
         format!(
-            "listeners:\n  - address: 127.0.0.1:0\nserver:\n  workers: 1\nupstreams:\n  app:\n    url: {}\nproviders:\n  - name: idp\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    jwks_uri: {}\n    remote_keys:\n      allow_http: true\n{other}routes:\n  - name: api\n    prefix: {prefix}\n    upstream: app\n",
-            up.url,
-            kept.jwks_uri()
+            "- name: {name}\n  issuer: {issuer}\n  audiences: [{AUDIENCE}]\n  algorithms: [RS256]\n  jwks_uri: {}\n  remote_keys:\n    allow_http: true\n",
+            jwks.jwks_uri()
         )
+    };
+    let yaml = |second_provider: bool, prefix: &str| {
+        let config = GatewayYaml::new()
+            .server("workers: 1")
+            .upstream("app", &up.url)
+            .providers(&provider("idp", ISSUER, &kept))
+            .routes(&format!(
+                "- name: api\n  prefix: {prefix}\n  upstream: app\n"
+            ));
+        match second_provider {
+            true => config.providers(&provider("other", "https://other.example", &removed)),
+            false => config,
+        }
+        .yaml()
     };
     let gw = TestGateway::start(Workdir::new(), &yaml(true, "/api")).await;
     let token = mint(&k1, "RS256", &claims());

@@ -38,33 +38,33 @@ async fn websocket_echo_after_auth_and_refused_without_token() {
     let work = Workdir::new();
     let key = TestKey::rsa("rsa-1");
     work.jwks("jwks.json", &[&key]);
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  echo:
-    url: http://{echo}
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256]
-    jwks_file: jwks.json
-routes:
-  - name: live
-    prefix: /live
-    upstream: echo
-    upgrades: [websocket]
-    require:
-      claim: roles
-      contains: viewer
-  - name: no-upgrades
-    prefix: /plain
-    upstream: echo
+    let gw = GatewayYaml::new()
+        .upstream("echo", &format!("http://{echo}"))
+        .providers(&format!(
+            r#"
+- name: main
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256]
+  jwks_file: jwks.json
 "#
-    );
-    let gw = TestGateway::start(work, &yaml).await;
+        ))
+        .routes(
+            r#"
+- name: live
+  prefix: /live
+  upstream: echo
+  upgrades: [websocket]
+  require:
+    claim: roles
+    contains: viewer
+- name: no-upgrades
+  prefix: /plain
+  upstream: echo
+"#,
+        )
+        .start_in(work)
+        .await;
     let viewer = mint(&key, "RS256", &claims_with(json!({"roles": ["viewer"]})));
     let other = mint(&key, "RS256", &claims_with(json!({"roles": ["guest"]})));
     let connect = |path: &str, token: Option<&str>| {
@@ -120,10 +120,12 @@ routes:
 #[tokio::test]
 async fn idle_tunnels_close_and_count_against_the_connection_cap() {
     let echo = echo_server().await;
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  max_connections: 1\n  idle_timeout: 600ms\nupstreams:\n  echo:\n    url: http://{echo}\nroutes:\n  - name: live\n    prefix: /\n    upstream: echo\n    upgrades: [websocket]\n    policy: public\n"
-    );
-    let gw = TestGateway::start(Workdir::new(), &yaml).await;
+    let gw = GatewayYaml::new()
+        .server("max_connections: 1\nidle_timeout: 600ms")
+        .upstream("echo", &format!("http://{echo}"))
+        .routes("- name: live\n  prefix: /\n  upstream: echo\n  upgrades: [websocket]\n  policy: public\n")
+        .start()
+        .await;
     let request = format!("ws://{}/live", gw.addr(0))
         .into_client_request()
         .unwrap();
@@ -239,33 +241,33 @@ async fn raw_upgrade_upstream(
 async fn upgrade_gateway(upstream: std::net::SocketAddr, key: &TestKey) -> TestGateway {
     let work = Workdir::new();
     work.jwks("jwks.json", &[key]);
-    let yaml = format!(
-        r#"
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  raw:
-    url: http://{upstream}
-providers:
-  - name: main
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [RS256]
-    jwks_file: jwks.json
-    leeway: 0s
-routes:
-  - name: live
-    prefix: /live
-    upstream: raw
-    upgrades: [websocket]
-  - name: expiring
-    prefix: /expiring
-    upstream: raw
-    upgrades: [websocket]
-    close_at_token_expiry: true
+    GatewayYaml::new()
+        .upstream("raw", &format!("http://{upstream}"))
+        .providers(&format!(
+            r#"
+- name: main
+  issuer: {ISSUER}
+  audiences: [{AUDIENCE}]
+  algorithms: [RS256]
+  jwks_file: jwks.json
+  leeway: 0s
 "#
-    );
-    TestGateway::start(work, &yaml).await
+        ))
+        .routes(
+            r#"
+- name: live
+  prefix: /live
+  upstream: raw
+  upgrades: [websocket]
+- name: expiring
+  prefix: /expiring
+  upstream: raw
+  upgrades: [websocket]
+  close_at_token_expiry: true
+"#,
+        )
+        .start_in(work)
+        .await
 }
 
 fn upgrade_request(gw: &TestGateway, path: &str, token: &str, upgrade: &str) -> String {

@@ -492,11 +492,13 @@ mod tests {
         assert_ne!(u.pick(Some(0)), 0);
         u.set_health(1, true);
         assert!(!u.ejected(1));
-        // Everything ejected: still picks something rather than refusing.
+        // Everything ejected: every target is a candidate again, rather than refusing.
         for i in 0..3 {
             u.set_health(i, false);
         }
-        let _ = u.pick(None);
+        let picks: std::collections::HashSet<usize> = (0..6).map(|_| u.pick(None)).collect();
+        assert_eq!(picks.len(), 3, "{picks:?}");
+        assert!(picks.iter().all(|&i| i < 3));
     }
 
     #[tokio::test]

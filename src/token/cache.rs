@@ -7,7 +7,8 @@
 //! that cheap only on CPUs with SHA extensions and costs 5–10× more on those without (many
 //! Intel servers before Ice Lake). An entry names the provider and the key-set generation it
 //! was verified with, is never used past the token's `exp` + leeway, and lives in one config
-//! snapshot (a reload starts empty). Claim rules are not cached: they run on every request.
+//! snapshot (a config applied by `RunningGateway::apply` starts with an empty one). Claim
+//! rules are not cached: they run on every request.
 //! Failures are never cached.
 
 use std::hash::{BuildHasher, Hash, Hasher};

@@ -2,6 +2,10 @@
 //! CA and TLS certificate, fresh signing keys, and a token minter that can forge any header.
 #![allow(dead_code)]
 
+mod config;
+#[allow(unused_imports)]
+pub use config::{GatewayYaml, indent};
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
