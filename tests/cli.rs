@@ -197,3 +197,17 @@ async fn a_stalled_log_reader_does_not_stop_serving() {
     assert!(served.is_ok(), "serving stopped while stderr was not read");
     drop(lines);
 }
+
+/// The test config builder writes the sections in file order, whatever the call order.
+#[test]
+fn config_builder_writes_sections_in_order() {
+    let yaml = GatewayYaml::new()
+        .routes("- name: r\n  prefix: /\n  upstream: app\n")
+        .server("workers: 1")
+        .upstream("app", "http://127.0.0.1:9")
+        .yaml();
+    assert_eq!(
+        yaml,
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  workers: 1\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nroutes:\n  - name: r\n    prefix: /\n    upstream: app\n"
+    );
+}

@@ -131,16 +131,3 @@ impl GatewayYaml {
         self.start_in(Workdir::new()).await
     }
 }
-
-#[test]
-fn builds_the_sections_in_order() {
-    let yaml = GatewayYaml::new()
-        .routes("- name: r\n  prefix: /\n  upstream: app\n")
-        .server("workers: 1")
-        .upstream("app", "http://127.0.0.1:9")
-        .yaml();
-    assert_eq!(
-        yaml,
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  workers: 1\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nroutes:\n  - name: r\n    prefix: /\n    upstream: app\n"
-    );
-}
