@@ -1,4 +1,5 @@
-//! The command line: `run` a gateway, `check` a config, `explain` one request against it, `demo`.
+//! The command line: `run` a gateway, `check` a config, `explain` one request against it,
+//! `reload` a running gateway, `demo`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -80,6 +81,13 @@ enum Command {
         /// The request URL (`https://host/path?query`) or path (`/path`).
         url: String,
     },
+    /// Validate a config file, then have the running gateway (found by the config's admin
+    /// address) reload it; exit 1 with every diagnostic if either refuses it.
+    Reload {
+        /// The YAML config file the gateway runs with.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Start the gateway from the demo config with a built-in echo backend, and print curl
     /// commands with fresh demo tokens (dev-only keys from certs/).
     Demo {
@@ -125,6 +133,7 @@ pub fn main() -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reload { config } => reload(&config),
         Command::Demo {
             config,
             echo_addr,
@@ -239,7 +248,7 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     let s = &config.plan;
     println!("{}: OK", path.display());
     println!("listeners:");
-    for l in &config.listeners {
+    for l in config.listeners.iter().filter(|l| l.role == config::Role::Proxy) {
         println!(
             "  {} ({})",
             l.address,
@@ -249,6 +258,10 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
                 "http"
             }
         );
+    }
+    match config.listeners.iter().find(|l| l.role == config::Role::Admin) {
+        Some(admin) => println!("admin: {} (healthz, readyz, reload, config)", admin.address),
+        None => println!("admin: off"),
     }
     println!("upstreams:");
     for u in &s.upstreams {
@@ -305,6 +318,65 @@ fn diagnostic_json(d: &config::Diagnostic) -> serde_json::Value {
         "rule": d.rule,
         "message": d.message,
     })
+}
+
+/// `portcullis reload`: check locally (no half-valid config reaches the gateway), then
+/// `POST /reload` on its admin listener and print what it did.
+fn reload(path: &Path) -> Result<ExitCode> {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: refused; the running config is kept", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let admin = config
+        .listeners
+        .iter()
+        .find(|l| l.role == config::Role::Admin)
+        .map(|l| l.address)
+        .context("the config turns the admin listener off (admin.enabled: false); send SIGHUP to the gateway instead")?;
+    let url = format!("http://{admin}/reload");
+    let runtime = runtime()?;
+    let (status, body) = runtime
+        .block_on(async {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?;
+            let mut request = client.post(&url);
+            if let Some(token) = &config.admin.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await?;
+            let status = response.status();
+            let bytes = response.bytes().await.unwrap_or_default();
+            let body: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            anyhow::Ok((status, body))
+        })
+        .with_context(|| format!("cannot reach the gateway's admin listener at {url}"))?;
+    match body["result"].as_str() {
+        Some(result @ ("applied" | "unchanged")) if status.is_success() => {
+            println!(
+                "{}: {result} (sha256 {})",
+                path.display(),
+                body["sha256"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            for e in body["errors"].as_array().into_iter().flatten() {
+                eprintln!("{}", e.as_str().unwrap_or_default());
+            }
+            eprintln!(
+                "{}: refused by the gateway ({status}); the running config is kept",
+                path.display()
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn explain(
@@ -394,7 +466,7 @@ async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path)
                 signing_key.display()
             )
         })?;
-    let gateway = server::start(config).await?;
+    let gateway = server::start_with(config, vars).await?;
     let http = gateway
         .addresses()
         .first()

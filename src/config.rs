@@ -18,11 +18,55 @@ pub use diagnostic::{ConfigErrors, Diagnostic};
 
 use crate::state::Plan;
 
-/// A listening socket, plain HTTP or TLS.
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The gateway: routes, tokens, upstreams.
+    Proxy,
+    /// Health, readiness, reload and the effective config, for operators only.
+    Admin,
+}
+
+/// A listening socket, plain HTTP or TLS, and what it serves.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub address: SocketAddr,
     pub tls: Option<crate::tls::ServerMaterial>,
+    pub role: Role,
+}
+
+/// The admin listener's settings beyond its address.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// The bearer token every admin request must carry, when set.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AdminSettings")
+            .field("token", &token)
+            .finish()
+    }
+}
+
+/// How config changes are picked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// Watch every file the config was read from (default true).
+    pub watch: bool,
+    /// How long changes must settle before a reload (default 2 s).
+    pub debounce: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            watch: true,
+            debounce: Duration::from_secs(2),
+        }
+    }
 }
 
 /// Process-wide limits and timeouts, with their defaults.
@@ -92,6 +136,11 @@ pub struct Config {
     pub server: ServerSettings,
     /// The compiled config as data; `Plan::go_live` makes it live.
     pub plan: Plan,
+    pub admin: AdminSettings,
+    pub reload: ReloadSettings,
+    /// Every file the config was read from: the main file, rule files, key, certificate and
+    /// secret files (what a reload watches and hashes).
+    pub sources: Vec<PathBuf>,
     /// Non-fatal findings: skipped JWKS keys and the rule lint (`config::lint`).
     pub warnings: Vec<Diagnostic>,
 }

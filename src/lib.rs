@@ -55,6 +55,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod demo;
@@ -64,6 +65,7 @@ pub mod http;
 pub mod keys;
 pub mod percent;
 pub mod proxy;
+pub mod reload;
 pub mod resources;
 pub mod routes;
 pub mod server;

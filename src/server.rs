@@ -15,11 +15,16 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, ServerSettings};
+use std::collections::HashMap;
+
+use crate::admin::Admin;
+use crate::config::{Config, Role, ServerSettings};
 use crate::conn::{self, ConnInfo, ConnectionSlot};
 use crate::http::service::handle;
+use crate::reload::{Reloader, Started};
 use crate::resources::{ResourceError, Resources};
 use crate::state::AppState;
+use crate::tls::CertResolver;
 
 /// Failures while starting the gateway (binding, TLS material, resources, crypto self-test).
 #[derive(Debug, thiserror::Error)]
@@ -49,20 +54,30 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct RunningGateway {
     addresses: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    /// The state every connection reads; `apply` swaps its snapshot.
+    /// The state every connection reads; a reload swaps its snapshot.
     pub state: Arc<AppState>,
+    /// Reloads the config (SIGHUP, the admin listener and the file watch use it).
+    pub reloader: Arc<Reloader>,
 }
 
 impl RunningGateway {
-    /// The bound addresses, in listener order (useful with port 0).
+    /// The bound proxy addresses, in listener order (useful with port 0).
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
     }
 
+    /// The bound admin address, when the admin listener is on.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
     /// Stops accepting, lets in-flight requests finish up to the shutdown timeout, and returns.
+    /// `/readyz` answers 503 from the start; the admin listener serves until the drain is over.
     pub async fn shutdown(self) {
+        self.state.begin_drain();
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
@@ -70,7 +85,7 @@ impl RunningGateway {
     /// Makes `config` current: its plan is made live through the registry (unchanged
     /// upstreams and key stores are kept, new ones start, removed ones stop) and swapped in
     /// whole. Listeners and `server:` settings stay as they were started. On error nothing
-    /// changes.
+    /// changes. (`reloader` does the same from the config file, with every check.)
     pub async fn apply(&self, config: Config) -> Result<(), ResourceError> {
         let snapshot = config.plan.go_live(&self.state.resources).await?;
         self.state.snapshot.store(Arc::new(snapshot));
@@ -90,31 +105,56 @@ impl RunningGateway {
 /// `workers - 1` threads with a single-threaded runtime each (a worker serves its connections
 /// from accept to close, with no scheduler shared with the others).
 pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
+    start_with(config, HashMap::new()).await
+}
+
+/// `start`, with `vars` seen by `${VAR}` substitution when the config is reloaded.
+pub async fn start_with(
+    config: Config,
+    vars: HashMap<String, String>,
+) -> Result<RunningGateway, StartupError> {
     crate::tls::install_crypto_provider();
     crate::keys::source::crypto_self_test().map_err(StartupError::CryptoSelfTest)?;
     let workers = config
         .server
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // Step 1: one listening socket per listener and worker; with several workers they share
-    // the port (SO_REUSEPORT) and the kernel spreads new connections over them.
+    // Step 1: one listening socket per proxy listener and worker; with several workers they
+    // share the port (SO_REUSEPORT) and the kernel spreads new connections over them. The
+    // admin listener has one socket, on the main runtime.
     let mut sockets: Vec<Vec<(StdListener, Option<TlsAcceptor>)>> =
         (0..workers).map(|_| Vec::new()).collect();
     let mut addresses = Vec::new();
+    let mut admin_socket = None;
+    let mut certs = Vec::new();
     for spec in &config.listeners {
         let bind_error = |source| StartupError::Bind {
             address: spec.address,
             source,
         };
-        let tls = match &spec.tls {
+        if spec.role == Role::Admin {
+            let socket = listen(spec.address, false).map_err(bind_error)?;
+            let address = socket.local_addr().map_err(bind_error)?;
+            info!(%address, "admin listening");
+            admin_socket = Some((socket, address));
+            certs.push(None);
+            continue;
+        }
+        let resolver = match &spec.tls {
             None => None,
-            Some(material) => Some(TlsAcceptor::from(material.server_config().map_err(
-                |reason| StartupError::Tls {
-                    address: spec.address,
-                    reason,
-                },
-            )?)),
+            Some(material) => Some(Arc::new(CertResolver::new(
+                material
+                    .certified_key()
+                    .map_err(|reason| StartupError::Tls {
+                        address: spec.address,
+                        reason,
+                    })?,
+            ))),
         };
+        let tls = resolver
+            .clone()
+            .map(|r| TlsAcceptor::from(crate::tls::server_config(r)));
+        certs.push(resolver);
         let first = listen(spec.address, workers > 1).map_err(bind_error)?;
         let address = first.local_addr().map_err(bind_error)?;
         sockets[0].push((first, tls.clone()));
@@ -125,15 +165,18 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
         addresses.push(address);
     }
     let (stop, stopped) = watch::channel(false);
+    let started = Started::of(&config);
     let resources = Resources::new();
     let snapshot = config.plan.go_live(&resources).await?;
     let settings = Arc::new(config.server);
     let state = Arc::new(AppState::new(snapshot, resources, settings.idle_timeout));
+    let reloader = Arc::new(Reloader::new(started, vars, state.clone(), certs));
     // One permit per open client connection or upgraded tunnel, across all workers: the cap,
     // and what shutdown waits for.
     let limit = Arc::new(Semaphore::new(settings.max_connections));
     let accept = AcceptLoop {
         tls: None,
+        service: Service::Proxy,
         state: state.clone(),
         settings: settings.clone(),
         limit: limit.clone(),
@@ -144,6 +187,23 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     };
     // Workers keep their runtimes (and so their connections) until the drain is over.
     let (drained, drain_over) = watch::channel(false);
+    let admin_address = admin_socket.as_ref().map(|(_, a)| *a);
+    if let Some((socket, _)) = admin_socket {
+        // Outside the connection cap, and serving until the drain is over: `/readyz` says 503
+        // while the proxy listeners drain.
+        let admin = AcceptLoop {
+            service: Service::Admin(Arc::new(Admin {
+                state: state.clone(),
+                reloader: reloader.clone(),
+            })),
+            limit: Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
+            stopped: drain_over.clone(),
+            per_ip: None,
+            ..accept.clone()
+        };
+        drop(admin.spawn_all(vec![(socket, None)]));
+    }
+    spawn_reload_triggers(&reloader, &stopped);
     let mut sockets = sockets.into_iter();
     let own = sockets.next().unwrap_or_default();
     let mut threads = Vec::new();
@@ -196,9 +256,11 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartupError> {
     });
     Ok(RunningGateway {
         addresses,
+        admin: admin_address,
         stop,
         task,
         state,
+        reloader,
     })
 }
 
@@ -219,10 +281,55 @@ fn listen(address: SocketAddr, share_port: bool) -> std::io::Result<StdListener>
     socket.listen(1024)?.into_std()
 }
 
+/// Most admin connections open at once (outside the proxy connection cap).
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// What a listener serves.
+#[derive(Clone)]
+enum Service {
+    Proxy,
+    Admin(Arc<Admin>),
+}
+
+/// SIGHUP and (with `reload.watch`) file changes reload the config, until stop.
+fn spawn_reload_triggers(reloader: &Arc<Reloader>, stopped: &watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                let reloader = reloader.clone();
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            got = hangups.recv() => if got.is_none() { return },
+                            _ = until_stopped(&mut stopped) => return,
+                        }
+                        let _ = reloader.reload("SIGHUP").await;
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGHUP; reload through the admin listener")
+            }
+        }
+    }
+    let settings = reloader.reload_settings();
+    if settings.watch {
+        tokio::spawn(crate::reload::watch::run(
+            reloader.clone(),
+            settings.debounce,
+            stopped.clone(),
+        ));
+    }
+}
+
 /// What every accept loop of every worker shares.
 #[derive(Clone)]
 struct AcceptLoop {
     tls: Option<TlsAcceptor>,
+    service: Service,
     state: Arc<AppState>,
     settings: Arc<ServerSettings>,
     limit: Arc<Semaphore>,
@@ -297,6 +404,7 @@ impl AcceptLoop {
                 settings: self.settings.clone(),
                 builder: builder.clone(),
                 state: self.state.clone(),
+                service: self.service.clone(),
                 stopped: self.stopped.clone(),
             };
             tokio::spawn(connection.serve(stream));
@@ -315,6 +423,7 @@ struct Connection {
     settings: Arc<ServerSettings>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     state: Arc<AppState>,
+    service: Service,
     stopped: watch::Receiver<bool>,
 }
 
@@ -363,7 +472,18 @@ impl Connection {
             streams: streams.clone(),
         };
         let state = self.state.clone();
-        let service = service_fn(move |request| handle(state.clone(), conn_info.clone(), request));
+        let role = self.service.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            let conn_info = conn_info.clone();
+            let role = role.clone();
+            async move {
+                match role {
+                    Service::Proxy => handle(state, conn_info, request).await,
+                    Service::Admin(admin) => crate::admin::handle(admin, request).await,
+                }
+            }
+        });
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service);

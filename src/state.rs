@@ -6,6 +6,7 @@
 //! live upstreams and key stores it holds for those specs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -113,6 +114,8 @@ pub struct AppState {
     pub resources: Resources,
     /// A tunnel on which no byte moves for this long is closed (`server.idle_timeout`).
     pub tunnel_idle_timeout: Duration,
+    /// Set when shutdown begins: the gateway is no longer ready.
+    draining: AtomicBool,
 }
 
 impl AppState {
@@ -121,6 +124,16 @@ impl AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
             resources,
             tunnel_idle_timeout,
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the gateway as shutting down (`/readyz` answers 503 from now on).
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -78,19 +81,60 @@ impl ServerMaterial {
         Ok(material)
     }
 
-    /// A server config with ALPN h2, http/1.1.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+    /// The certificate chain and signing key, checked to belong together.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, String> {
         let (chain, key) = self.0.parse()?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS protocol versions: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("do not form a usable pair: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        CertifiedKey::from_der(chain, key, &provider)
+            .map(Arc::new)
+            .map_err(|e| format!("do not form a usable pair: {e}"))
     }
+
+    /// A server config with ALPN h2, http/1.1 that presents this certificate.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+        Ok(server_config(Arc::new(CertResolver::new(
+            self.certified_key()?,
+        ))))
+    }
+}
+
+/// A listener's certificate, swapped whole when a reload brings a new one: handshakes after
+/// the swap present the new certificate, connections already open keep theirs.
+#[derive(Debug)]
+pub struct CertResolver(ArcSwap<CertifiedKey>);
+
+impl CertResolver {
+    pub fn new(key: Arc<CertifiedKey>) -> Self {
+        CertResolver(ArcSwap::new(key))
+    }
+
+    /// Presents `key` from the next handshake on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.0.store(key);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// A server config with ALPN h2, http/1.1 whose certificate comes from `resolver`.
+pub fn server_config(resolver: Arc<CertResolver>) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder =
+        ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions();
+    // aws-lc-rs supports the safe default versions, so this cannot fail; a builder error would
+    // mean no TLS at all, and rustls' own default builder is the same call.
+    let mut config = match builder {
+        Ok(b) => b.with_no_client_auth().with_cert_resolver(resolver),
+        Err(_) => ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 impl ClientMaterial {

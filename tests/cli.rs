@@ -208,6 +208,98 @@ fn config_builder_writes_sections_in_order() {
         .yaml();
     assert_eq!(
         yaml,
-        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  workers: 1\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nroutes:\n  - name: r\n    prefix: /\n    upstream: app\n"
+        "listeners:\n  - address: 127.0.0.1:0\nserver:\n  workers: 1\nupstreams:\n  app:\n    url: http://127.0.0.1:9\nroutes:\n  - name: r\n    prefix: /\n    upstream: app\nadmin:\n  address: 127.0.0.1:0\n"
     );
+}
+
+/// `run` reloads on SIGHUP; `portcullis reload` checks the file, asks the running gateway, and
+/// exits 1 with the diagnostics when the config is refused (the running one kept).
+#[tokio::test]
+async fn sighup_and_the_reload_command_reload_a_running_binary() {
+    let upstream = TestUpstream::start().await;
+    let work = Workdir::new();
+    let admin_port = {
+        // A free port for the admin listener, known to the test and to `portcullis reload`.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = |prefix: &str| {
+        GatewayYaml::new()
+            .upstream("app", &upstream.url())
+            .public_route("open", prefix, "app")
+            .admin(&format!("address: 127.0.0.1:{admin_port}"))
+            .top("reload:\n  watch: false")
+            .yaml()
+    };
+    let path = work.write("run.yaml", &config("/one"));
+    let (running, addr, lines) = start_binary(&path);
+    std::thread::spawn(move || for _ in lines {});
+    let status = |path: &'static str| {
+        let url = format!("http://{addr}{path}");
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!((status("/one/x").await, status("/two/x").await), (200, 404));
+
+    work.write("run.yaml", &config("/two"));
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eventually(Duration::from_secs(10), "SIGHUP reloads", || async {
+        status("/two/x").await == 200 && status("/one/x").await == 404
+    })
+    .await;
+
+    work.write("run.yaml", &config("/three"));
+    let out = Command::new(BIN)
+        .args(["reload", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied"));
+    assert_eq!(status("/three/x").await, 200);
+
+    // Refused by the local check: an unknown upstream, with file:line:key.
+    work.write(
+        "run.yaml",
+        &config("/four").replace("upstream: app", "upstream: nowhere"),
+    );
+    let out = Command::new(BIN)
+        .args(["reload", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("run.yaml:") && stderr.contains("routes[0].upstream"),
+        "{stderr}"
+    );
+    // Refused by the gateway: a setting that needs a restart.
+    work.write(
+        "run.yaml",
+        &config("/four").replace(
+            "listeners:\n",
+            "server:\n  max_connections: 7\nlisteners:\n",
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["reload", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("server.max_connections") && stderr.contains("restart"),
+        "{stderr}"
+    );
+    assert_eq!(status("/three/x").await, 200, "the running config is kept");
+    assert_eq!(status("/four/x").await, 404);
 }

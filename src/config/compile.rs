@@ -22,8 +22,8 @@ use crate::token::verify::Providers;
 use providers::compile_providers;
 use routes::RouteCompiler;
 use server::{
-    compile_listeners, compile_paths, compile_server, compile_spoofable_headers,
-    compile_trusted_proxies, token_cache_settings,
+    compile_admin, compile_listeners, compile_paths, compile_reload, compile_server,
+    compile_spoofable_headers, compile_trusted_proxies, token_cache_settings,
 };
 use upstreams::compile_upstreams;
 
@@ -40,7 +40,11 @@ pub fn compile(
     let mut c = Collector::new(file);
 
     let server = compile_server(&raw, &mut c);
-    let listeners = compile_listeners(&raw, base, &mut c);
+    let mut listeners = compile_listeners(&raw, base, &mut c);
+    let (admin_listener, admin) = compile_admin(raw.admin.as_ref(), &listeners, base, &mut c);
+    // The admin listener comes last, so proxy listeners keep their positions.
+    listeners.extend(admin_listener);
+    let reload = compile_reload(&raw.reload, &mut c);
     let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, base, &mut c);
     let providers = compile_providers(&raw.providers, base, &mut c);
     let paths = compile_paths(&raw.paths);
@@ -103,8 +107,29 @@ pub fn compile(
             access_log,
             token_cache: TokenCache::new(token_cache_settings(&raw.server)),
         },
+        admin,
+        reload,
+        sources: sources(file, &rule_files, c.sources),
         warnings: c.warnings,
     })
+}
+
+/// The main file, then the rule files, then the other files read, each once.
+fn sources(file: &Path, rule_files: &[RuleFile], others: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut all = vec![file.to_path_buf()];
+    for path in rule_files.iter().map(|r| r.path.clone()).chain(others) {
+        if !all.contains(&path) {
+            all.push(path);
+        }
+    }
+    all
+}
+
+/// `path` resolved against `base`, noted as a file the config depends on.
+pub(super) fn source_file(base: &Path, path: &str, c: &mut Collector) -> PathBuf {
+    let resolved = resolve(base, path);
+    c.source(&resolved);
+    resolved
 }
 
 pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {

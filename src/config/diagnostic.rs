@@ -99,6 +99,8 @@ pub struct Collector {
     pub rule: Option<String>,
     pub found: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Files read besides the config and rule files (keys, certificates, secrets).
+    pub sources: Vec<PathBuf>,
 }
 
 impl Collector {
@@ -108,10 +110,18 @@ impl Collector {
             rule: None,
             found: Vec::new(),
             warnings: Vec::new(),
+            sources: Vec::new(),
         }
     }
 
     /// Records a problem at `path`, at `location` when one is known.
+    /// Notes that the config depends on `path` (a reload watches it).
+    pub fn source(&mut self, path: &Path) {
+        if !self.sources.iter().any(|p| p == path) {
+            self.sources.push(path.to_path_buf());
+        }
+    }
+
     pub fn error(
         &mut self,
         location: Option<&Location>,

@@ -30,6 +30,31 @@ pub struct RawConfig {
     pub rule_files: Vec<Spanned<Text>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    /// The admin listener (health, readiness, reload, effective config).
+    pub admin: Option<RawAdmin>,
+    /// How config changes are picked up.
+    #[serde(default)]
+    pub reload: RawReload,
+}
+
+/// `admin:`; absent: on, at 127.0.0.1:9901.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub enabled: Option<bool>,
+    pub address: Option<Text>,
+    /// A file holding the bearer token every admin request must carry.
+    pub token_file: Option<Text>,
+}
+
+/// `reload:`; every field has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    /// Reload when a config, rule, key or certificate file changes (default true).
+    pub watch: Option<bool>,
+    /// How long changes must settle before a reload (default 2s).
+    pub debounce: Option<Duration>,
 }
 
 /// A rule file: routes only.

@@ -14,6 +14,7 @@ pub struct GatewayYaml {
     upstreams: Vec<String>,
     providers: Vec<String>,
     routes: Vec<String>,
+    admin: String,
     top: Vec<String>,
 }
 
@@ -32,12 +33,20 @@ pub fn indent(text: &str, by: &str) -> String {
 }
 
 impl GatewayYaml {
-    /// One plain HTTP listener on an ephemeral port, nothing else yet.
+    /// One plain HTTP listener and the admin listener, both on ephemeral ports, nothing else
+    /// yet.
     pub fn new() -> Self {
         GatewayYaml {
             listeners: vec!["  - address: 127.0.0.1:0\n".to_string()],
+            admin: "admin:\n  address: 127.0.0.1:0\n".to_string(),
             ..GatewayYaml::default()
         }
+    }
+
+    /// `admin:` with these keys instead of the ephemeral address alone.
+    pub fn admin(mut self, keys: &str) -> Self {
+        self.admin = format!("admin:\n{}", indent(keys, "  "));
+        self
     }
 
     /// The one listener is HTTPS with this certificate and key instead.
@@ -116,6 +125,7 @@ impl GatewayYaml {
             section("upstreams", &self.upstreams),
             section("providers", &self.providers),
             section("routes", &self.routes),
+            self.admin.clone(),
             self.top.concat(),
         ]
         .concat()

@@ -9,7 +9,7 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use serde_saphyr::{Location, Spanned};
 
-use super::resolve;
+use super::source_file;
 use crate::config::diagnostic::Collector;
 use crate::config::raw::{RawAudiences, RawProvider};
 use crate::keys::remote::{RemoteSettings, RemoteSource, RemoteSpec};
@@ -285,7 +285,7 @@ fn compile_remote(
     let ca_pem = match raw.and_then(|r| r.ca_file.as_ref()) {
         None => None,
         Some(file) => {
-            let path = resolve(base, file.as_str());
+            let path = source_file(base, file.as_str(), c);
             match std::fs::read(&path) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
@@ -331,7 +331,7 @@ fn compile_keys(
     };
     feed(format!("{algorithms:?}").as_bytes());
     if let Some(file) = &p.jwks_file {
-        let path = resolve(base, file.as_str());
+        let path = source_file(base, file.as_str(), c);
         match std::fs::read(&path) {
             Err(e) => c.error(
                 at,
@@ -373,7 +373,7 @@ fn compile_keys(
                 continue;
             }
         };
-        let path = resolve(base, pk.file.as_str());
+        let path = source_file(base, pk.file.as_str(), c);
         match source::load_pem_public_key(&path, pk.kid.clone(), alg) {
             Ok(k) => {
                 feed(&std::fs::read(&path).unwrap_or_default());
@@ -390,7 +390,7 @@ fn compile_keys(
                 .map(String::into_bytes)
                 .map_err(|_| format!("environment variable {var} is not set")),
             (None, Some(file)) => {
-                let path = resolve(base, file.as_str());
+                let path = source_file(base, file.as_str(), c);
                 std::fs::read(&path)
                     .map(|mut b| {
                         while b.last().is_some_and(|x| *x == b'\n' || *x == b'\r') {

@@ -9,10 +9,12 @@ use std::str::FromStr;
 use http::HeaderName;
 use ipnet::IpNet;
 
-use super::resolve;
+use super::source_file;
 use crate::config::diagnostic::Collector;
-use crate::config::raw::{RawConfig, RawPaths};
-use crate::config::{ListenerSpec, ServerSettings};
+use std::time::Duration;
+
+use crate::config::raw::{RawAdmin, RawConfig, RawPaths, RawReload};
+use crate::config::{AdminSettings, ListenerSpec, ReloadSettings, Role, ServerSettings};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::{LOOKALIKE_HEADERS, is_reserved_for_injection};
 use crate::routes::path::PathOptions;
@@ -266,8 +268,8 @@ pub(super) fn compile_listeners(
         let tls = match &l.tls {
             None => None,
             Some(t) => match ServerMaterial::read(
-                &resolve(base, t.certificate.as_str()),
-                &resolve(base, t.private_key.as_str()),
+                &source_file(base, t.certificate.as_str(), c),
+                &source_file(base, t.private_key.as_str(), c),
             ) {
                 Ok(material) => Some(material),
                 Err(e) => {
@@ -276,7 +278,94 @@ pub(super) fn compile_listeners(
                 }
             },
         };
-        out.push(ListenerSpec { address, tls });
+        out.push(ListenerSpec {
+            address,
+            tls,
+            role: Role::Proxy,
+        });
     }
     out
+}
+
+/// Where the admin listener binds by default.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+
+/// `admin:`: the admin listener (on unless `enabled: false`), never on a proxy listener's port,
+/// and its optional bearer token.
+pub(super) fn compile_admin(
+    raw: Option<&RawAdmin>,
+    proxies: &[ListenerSpec],
+    base: &Path,
+    c: &mut Collector,
+) -> (Option<ListenerSpec>, AdminSettings) {
+    let mut settings = AdminSettings::default();
+    if raw.and_then(|a| a.enabled) == Some(false) {
+        return (None, settings);
+    }
+    let text = raw
+        .and_then(|a| a.address.as_ref())
+        .map_or(DEFAULT_ADMIN_ADDRESS, |t| t.as_str());
+    let Ok(address) = SocketAddr::from_str(text) else {
+        c.error(
+            None,
+            "admin.address",
+            format!("expected IP:PORT such as 127.0.0.1:9901, found {text:?}"),
+        );
+        return (None, settings);
+    };
+    let clash = proxies.iter().find(|l| {
+        address.port() != 0
+            && l.address.port() == address.port()
+            && (l.address.ip() == address.ip()
+                || l.address.ip().is_unspecified()
+                || address.ip().is_unspecified())
+    });
+    if let Some(proxy) = clash {
+        c.error(
+            None,
+            "admin.address",
+            format!(
+                "{address} is where proxy listener {} serves; the admin listener needs a port of its own",
+                proxy.address
+            ),
+        );
+    }
+    if let Some(file) = raw.and_then(|a| a.token_file.as_ref()) {
+        let path = source_file(base, file.as_str(), c);
+        match std::fs::read_to_string(&path) {
+            Ok(token) if !token.trim().is_empty() => {
+                settings.token = Some(token.trim().to_string())
+            }
+            Ok(_) => c.error(
+                None,
+                "admin.token_file",
+                format!("{} is empty", path.display()),
+            ),
+            Err(e) => c.error(
+                None,
+                "admin.token_file",
+                format!("cannot read {}: {e}", path.display()),
+            ),
+        }
+    }
+    let listener = ListenerSpec {
+        address,
+        tls: None,
+        role: Role::Admin,
+    };
+    (Some(listener), settings)
+}
+
+/// `reload:`.
+pub(super) fn compile_reload(raw: &RawReload, c: &mut Collector) -> ReloadSettings {
+    let d = ReloadSettings::default();
+    let settings = ReloadSettings {
+        watch: raw.watch.unwrap_or(d.watch),
+        debounce: raw.debounce.map_or(d.debounce, |v| v.0),
+    };
+    if settings.debounce < Duration::from_millis(50) || settings.debounce > Duration::from_secs(60)
+    {
+        c.error(None, "reload.debounce", "expected 50ms to 60s");
+    }
+    settings
 }

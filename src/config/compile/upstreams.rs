@@ -9,7 +9,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
 use serde_saphyr::{Location, Spanned};
 
-use super::resolve;
+use super::source_file;
 use crate::config::diagnostic::Collector;
 use crate::config::raw::RawUpstream;
 use crate::proxy::client::{HealthCheck, HostRewrite, UpstreamSettings, UpstreamSpec};
@@ -164,8 +164,8 @@ fn compile_upstream(
     let tls_raw = u.tls.as_ref();
     let identity = match tls_raw.map(|t| (&t.client_certificate, &t.client_key)) {
         Some((Some(cert), Some(key_file))) => Some((
-            resolve(base, cert.as_str()),
-            resolve(base, key_file.as_str()),
+            source_file(base, cert.as_str(), c),
+            source_file(base, key_file.as_str(), c),
         )),
         Some((None, None)) | None => None,
         Some(_) => {
@@ -179,7 +179,7 @@ fn compile_upstream(
     };
     let ca = tls_raw
         .and_then(|t| t.ca_file.as_ref())
-        .map(|f| resolve(base, f.as_str()));
+        .map(|f| source_file(base, f.as_str(), c));
     let tls = match ClientMaterial::read(
         ca.as_deref(),
         identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
