@@ -248,7 +248,11 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
     let s = &config.plan;
     println!("{}: OK", path.display());
     println!("listeners:");
-    for l in config.listeners.iter().filter(|l| l.role == config::Role::Proxy) {
+    for l in config
+        .listeners
+        .iter()
+        .filter(|l| l.role == config::Role::Proxy)
+    {
         println!(
             "  {} ({})",
             l.address,
@@ -259,7 +263,11 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
             }
         );
     }
-    match config.listeners.iter().find(|l| l.role == config::Role::Admin) {
+    match config
+        .listeners
+        .iter()
+        .find(|l| l.role == config::Role::Admin)
+    {
         Some(admin) => println!("admin: {} (healthz, readyz, reload, config)", admin.address),
         None => println!("admin: off"),
     }

@@ -212,6 +212,14 @@ fn config_builder_writes_sections_in_order() {
     );
 }
 
+/// `portcullis reload --config PATH`, run to its end.
+fn reload_command(path: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["reload", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 /// `run` reloads on SIGHUP; `portcullis reload` checks the file, asks the running gateway, and
 /// exits 1 with the diagnostics when the config is refused (the running one kept).
 #[tokio::test]
@@ -255,10 +263,7 @@ async fn sighup_and_the_reload_command_reload_a_running_binary() {
     .await;
 
     work.write("run.yaml", &config("/three"));
-    let out = Command::new(BIN)
-        .args(["reload", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = reload_command(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -272,10 +277,7 @@ async fn sighup_and_the_reload_command_reload_a_running_binary() {
         "run.yaml",
         &config("/four").replace("upstream: app", "upstream: nowhere"),
     );
-    let out = Command::new(BIN)
-        .args(["reload", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = reload_command(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -290,10 +292,7 @@ async fn sighup_and_the_reload_command_reload_a_running_binary() {
             "server:\n  max_connections: 7\nlisteners:\n",
         ),
     );
-    let out = Command::new(BIN)
-        .args(["reload", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = reload_command(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -110,13 +110,9 @@ async fn setup() -> Setup {
     let gw = GatewayYaml::new()
         .server("spoofable_headers: [X-Original-Host]")
         .upstream("app", &upstream.url())
+        .file_provider("main", ISSUER, "RS256", "jwks.json")
         .providers(&format!(
             r#"
-- name: main
-  issuer: {ISSUER}
-  audiences: [{AUDIENCE}]
-  algorithms: [RS256]
-  jwks_file: jwks.json
 - name: strict
   issuer: https://strict.test
   audiences: [{AUDIENCE}]

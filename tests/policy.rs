@@ -22,20 +22,8 @@ async fn setup() -> Setup {
     work.jwks("other.json", &[&other]);
     let gw = GatewayYaml::new()
         .upstream("app", &upstream.url())
-        .providers(&format!(
-            r#"
-- name: main
-  issuer: {ISSUER}
-  audiences: [{AUDIENCE}]
-  algorithms: [ES256]
-  jwks_file: main.json
-- name: partner
-  issuer: https://partner.test
-  audiences: [{AUDIENCE}]
-  algorithms: [ES256]
-  jwks_file: other.json
-"#
-        ))
+        .file_provider("main", ISSUER, "ES256", "main.json")
+        .file_provider("partner", "https://partner.test", "ES256", "other.json")
         .routes(
             r#"
 - name: public

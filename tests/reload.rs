@@ -249,6 +249,10 @@ async fn settings_that_need_a_restart_are_refused_with_a_diagnostic() {
     );
 }
 
+/// A route added in the main file.
+const THIRD_ROUTE: &str =
+    "routes:\n  - name: three\n    prefix: /three\n    upstream: app\n    policy: public\n";
+
 #[tokio::test]
 async fn a_file_change_reloads_by_rename_write_and_by_symlink_swap() {
     let work = Workdir::new();
@@ -296,13 +300,7 @@ async fn a_file_change_reloads_by_rename_write_and_by_symlink_swap() {
     .await;
 
     // The editor way: the main file replaced by a rename; a route added there.
-    rename_write(
-        &gw.work,
-        "gateway.yaml",
-        &main(
-            "routes:\n  - name: three\n    prefix: /three\n    upstream: app\n    policy: public\n",
-        ),
-    );
+    rename_write(&gw.work, "gateway.yaml", &main(THIRD_ROUTE));
     assert_eventually(
         Duration::from_secs(10),
         "the rename-write is picked up",
@@ -311,13 +309,7 @@ async fn a_file_change_reloads_by_rename_write_and_by_symlink_swap() {
     .await;
     // A touch that changes nothing reloads nothing.
     let (_, before) = admin_get(&gw, "/config").await;
-    rename_write(
-        &gw.work,
-        "gateway.yaml",
-        &main(
-            "routes:\n  - name: three\n    prefix: /three\n    upstream: app\n    policy: public\n",
-        ),
-    );
+    rename_write(&gw.work, "gateway.yaml", &main(THIRD_ROUTE));
     assert_eventually(
         Duration::from_secs(10),
         "the no-op change is seen",

@@ -92,15 +92,7 @@ async fn setup() -> Setup {
     work.write("rules.d/ignored.txt", "not: yaml: at all");
     let gw = GatewayYaml::new()
         .upstream("app", &upstream.url())
-        .providers(&format!(
-            r#"
-- name: main
-  issuer: {ISSUER}
-  audiences: [{AUDIENCE}]
-  algorithms: [RS256]
-  jwks_file: jwks.json
-"#
-        ))
+        .file_provider("main", ISSUER, "RS256", "jwks.json")
         .top(
             r#"
 rule_files: [rules.d]

@@ -40,15 +40,7 @@ async fn websocket_echo_after_auth_and_refused_without_token() {
     work.jwks("jwks.json", &[&key]);
     let gw = GatewayYaml::new()
         .upstream("echo", &format!("http://{echo}"))
-        .providers(&format!(
-            r#"
-- name: main
-  issuer: {ISSUER}
-  audiences: [{AUDIENCE}]
-  algorithms: [RS256]
-  jwks_file: jwks.json
-"#
-        ))
+        .file_provider("main", ISSUER, "RS256", "jwks.json")
         .routes(
             r#"
 - name: live

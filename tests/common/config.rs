@@ -89,6 +89,21 @@ impl GatewayYaml {
         self
     }
 
+    /// A provider `name` with issuer `issuer`, audience `AUDIENCE`, these algorithms (`RS256`
+    /// or `RS256, ES256`) and the keys of a local JWKS file.
+    pub fn file_provider(
+        self,
+        name: &str,
+        issuer: &str,
+        algorithms: &str,
+        jwks_file: &str,
+    ) -> Self {
+        self.providers(&format!(
+            "- name: {name}\n  issuer: {issuer}\n  audiences: [{}]\n  algorithms: [{algorithms}]\n  jwks_file: {jwks_file}\n",
+            super::AUDIENCE
+        ))
+    }
+
     /// Items of `routes:` (each starting with `- name:`).
     pub fn routes(mut self, items: &str) -> Self {
         self.routes.push(indent(items, "  "));
