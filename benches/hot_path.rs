@@ -257,6 +257,7 @@ fn route_with(i: usize, path: PathMatcher) -> Route {
         close_at_token_expiry: false,
         strip_prefix: None,
         add_prefix: None,
+        stats: portcullis::metrics::RouteStats::new(),
         origin: RuleOrigin {
             file: Arc::from(std::path::Path::new("bench.yaml")),
             line: 0,

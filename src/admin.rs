@@ -7,6 +7,7 @@
 //!   of the load balancer at once. 503 from the moment shutdown begins.
 //! - `POST /reload`: reload the config now (as SIGHUP does); 200 applied or unchanged, 422
 //!   refused with every diagnostic.
+//! - `GET /metrics`: Prometheus metrics, text format 0.0.4 (`admin/metrics.rs`).
 //! - `GET /config`: the config in force: its file, digest, when it was applied, each source
 //!   file's digest (never a key's content) and the main file's text.
 //!
@@ -25,11 +26,25 @@ use crate::http::ProxyBody;
 use crate::reload::{Outcome, ReloadError, Reloader};
 use crate::state::AppState;
 
+pub mod metrics;
+
 /// What the admin endpoints read and do.
 #[derive(Debug)]
 pub struct Admin {
     pub state: Arc<AppState>,
     pub reloader: Arc<Reloader>,
+    registry: prometheus_client::registry::Registry,
+}
+
+impl Admin {
+    pub fn new(state: Arc<AppState>, reloader: Arc<Reloader>) -> Self {
+        let registry = metrics::registry(state.clone(), reloader.clone());
+        Admin {
+            state,
+            reloader,
+            registry,
+        }
+    }
 }
 
 /// Serves one admin request.
@@ -54,12 +69,22 @@ pub async fn handle<B>(
         ("/healthz", true, _) => reply(StatusCode::OK, &json!({"status": "ok"})),
         ("/readyz", true, _) => readiness(&admin.state),
         ("/config", true, _) => config(&admin.reloader).await,
+        ("/metrics", true, _) => {
+            let mut response = Response::new(Either::Right(Full::new(Bytes::from(
+                metrics::render(&admin.registry),
+            ))));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            response
+        }
         ("/reload", _, true) => reload(&admin.reloader).await,
-        ("/healthz" | "/readyz" | "/config", false, _) => not_allowed("GET, HEAD"),
+        ("/healthz" | "/readyz" | "/config" | "/metrics", false, _) => not_allowed("GET, HEAD"),
         ("/reload", _, false) => not_allowed("POST"),
         _ => reply(
             StatusCode::NOT_FOUND,
-            &json!({"error": "no such admin endpoint", "endpoints": ["/healthz", "/readyz", "/config", "/reload"]}),
+            &json!({"error": "no such admin endpoint", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/reload"]}),
         ),
     };
     Ok(response)

@@ -63,6 +63,7 @@ pub mod error;
 pub mod explain;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod percent;
 pub mod proxy;
 pub mod reload;

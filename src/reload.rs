@@ -145,6 +145,11 @@ impl Reloader {
         self.admin_token.load_full()
     }
 
+    /// The config in force, unless a reload holds it right now.
+    pub fn current_now(&self) -> Option<Loaded> {
+        self.current.try_lock().ok().map(|l| l.clone())
+    }
+
     /// The config in force.
     pub async fn current(&self) -> Loaded {
         self.current.lock().await.clone()

@@ -17,6 +17,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::keys::store::{KeysSpec, ProviderKeys};
+use crate::metrics::RouteStats;
 use crate::proxy::client::{Upstream, UpstreamSpec};
 
 /// Why a plan could not be made live.
@@ -47,6 +48,8 @@ pub struct Resources {
 struct Held {
     upstreams: HashMap<Arc<str>, Entry<UpstreamSpec, Upstream>>,
     keys: HashMap<Arc<str>, Entry<KeysSpec, ProviderKeys>>,
+    /// Request counts by route name: a route that keeps its name keeps its counts.
+    routes: HashMap<Arc<str>, Arc<RouteStats>>,
 }
 
 /// One live resource, the spec it was built from, and the stop signal of its tasks (sent by
@@ -65,6 +68,7 @@ pub struct Staging<'r> {
     resources: &'r Resources,
     upstreams: Vec<(UpstreamSpec, Arc<Upstream>)>,
     keys: Vec<(Arc<str>, KeysSpec, Arc<ProviderKeys>)>,
+    routes: Vec<(Arc<str>, Arc<RouteStats>)>,
 }
 
 impl Default for Resources {
@@ -96,6 +100,7 @@ impl Resources {
             resources: self,
             upstreams: Vec::new(),
             keys: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
@@ -183,6 +188,15 @@ impl Staging<'_> {
         live
     }
 
+    /// The stats of route `name`: the held ones, else `fresh`.
+    pub fn route_stats(&mut self, name: &str, fresh: &Arc<RouteStats>) -> Arc<RouteStats> {
+        if let Some(held) = self.resources.lock().routes.get(name) {
+            return held.clone();
+        }
+        self.routes.push((name.into(), fresh.clone()));
+        fresh.clone()
+    }
+
     /// The first fetch of each new remote key store (not for a detached registry).
     pub async fn load(&self) -> Result<(), ResourceError> {
         if self.resources.mode == Mode::Detached {
@@ -192,8 +206,8 @@ impl Staging<'_> {
     }
 
     /// Puts the new resources in, starting their tasks, and drops every held one whose name
-    /// is not in `upstreams` or `providers` (which stops its tasks).
-    pub fn install(self, upstreams: &[&str], providers: &[&str]) {
+    /// is not in `upstreams`, `providers` or `routes` (which stops its tasks).
+    pub fn install(self, upstreams: &[&str], providers: &[&str], routes: &[&str]) {
         let running = self.resources.mode == Mode::Running;
         let mut held = self.resources.lock();
         for (spec, live) in self.upstreams {
@@ -227,6 +241,8 @@ impl Staging<'_> {
                 },
             );
         }
+        held.routes.extend(self.routes);
+        held.routes.retain(|name, _| routes.contains(&&**name));
         held.upstreams
             .retain(|name, _| upstreams.contains(&&**name));
         held.keys.retain(|name, _| providers.contains(&&**name));

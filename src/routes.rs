@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, Method};
 
+use crate::metrics::RouteStats;
 use crate::token::ClaimPath;
 use crate::token::extract::TokenSources;
 use matcher::{HostSet, MethodSet, PathMatcher, Score};
@@ -68,6 +69,8 @@ pub struct Route {
     /// Close a tunnel when the token that opened it expires (default false).
     pub close_at_token_expiry: bool,
     pub origin: RuleOrigin,
+    /// What its requests are counted into (the registry's, by route name, once live).
+    pub stats: Arc<RouteStats>,
 }
 
 impl Route {
@@ -272,6 +275,11 @@ impl RouteTable {
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
+
+    /// Each route's stats, to be replaced by the registry's (matching is not affected).
+    pub fn stats_mut(&mut self) -> impl Iterator<Item = (&str, &mut Arc<RouteStats>)> {
+        self.routes.iter_mut().map(|r| (&*r.name, &mut r.stats))
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +305,7 @@ mod tests {
             close_at_token_expiry: false,
             strip_prefix: None,
             add_prefix: None,
+            stats: RouteStats::new(),
             origin: RuleOrigin {
                 file: Arc::from(std::path::Path::new("test.yaml")),
                 line: 0,

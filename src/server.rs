@@ -192,10 +192,7 @@ pub async fn start_with(
         // Outside the connection cap, and serving until the drain is over: `/readyz` says 503
         // while the proxy listeners drain.
         let admin = AcceptLoop {
-            service: Service::Admin(Arc::new(Admin {
-                state: state.clone(),
-                reloader: reloader.clone(),
-            })),
+            service: Service::Admin(Arc::new(Admin::new(state.clone(), reloader.clone()))),
             limit: Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
             stopped: drain_over.clone(),
             per_ip: None,
@@ -429,6 +426,8 @@ struct Connection {
 
 impl Connection {
     async fn serve(self, stream: TcpStream) {
+        let _open = matches!(self.service, Service::Proxy)
+            .then(|| self.state.connections[usize::from(self.tls.is_some())].hold());
         let activity = conn::Activity::new();
         let stream = conn::Tracked::new(stream, activity.clone());
         match self.tls.clone() {

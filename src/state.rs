@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::keys::store::{KeysSpec, ProviderKeys};
+use crate::metrics::{Gauge, RouteStats};
 use crate::proxy::client::{Upstream, UpstreamSpec};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::HeaderRules;
@@ -97,11 +98,16 @@ impl Plan {
             |spec| staging.borrow_mut().upstream(spec),
             |name, spec| Ok(staging.borrow_mut().keys(name, spec)),
         )?;
-        let staging = staging.into_inner();
+        let mut staging = staging.into_inner();
+        let mut snapshot = snapshot;
+        for (name, stats) in snapshot.routes.stats_mut() {
+            *stats = staging.route_stats(name, stats);
+        }
         staging.load().await?;
         let upstreams: Vec<&str> = snapshot.upstreams.iter().map(|u| &*u.spec.name).collect();
         let providers: Vec<&str> = snapshot.providers.list().iter().map(|p| &*p.name).collect();
-        staging.install(&upstreams, &providers);
+        let routes: Vec<&str> = snapshot.routes.routes().iter().map(|r| &*r.name).collect();
+        staging.install(&upstreams, &providers, &routes);
         Ok(snapshot)
     }
 }
@@ -116,6 +122,10 @@ pub struct AppState {
     pub tunnel_idle_timeout: Duration,
     /// Set when shutdown begins: the gateway is no longer ready.
     draining: AtomicBool,
+    /// Requests no route matched.
+    pub unmatched: Arc<RouteStats>,
+    /// Client connections open now, plain and TLS.
+    pub connections: [Arc<Gauge>; 2],
 }
 
 impl AppState {
@@ -125,6 +135,8 @@ impl AppState {
             resources,
             tunnel_idle_timeout,
             draining: AtomicBool::new(false),
+            unmatched: RouteStats::new(),
+            connections: [Arc::default(), Arc::default()],
         }
     }
 

@@ -165,6 +165,16 @@ impl Reason {
     }
 }
 
+// Every reason and `allowed` are counted apart in the route metrics.
+const _: () = assert!(Reason::ALL.len() < crate::metrics::DECISIONS);
+
+impl Reason {
+    /// The decision slot of the route metrics: `allowed`, then each reason in `ALL` order.
+    pub const fn decision(self) -> usize {
+        self as usize + 1
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -15,6 +15,8 @@ use super::pipeline::{Observer, Peer, TokenCheck, TokenSeen, TunnelContext, auth
 use super::respond;
 use crate::conn::ConnInfo;
 use crate::error::Denial;
+use crate::error::RequestError;
+use crate::metrics;
 use crate::proxy::forwarded;
 use crate::routes::Route;
 use crate::routes::policy::{Condition, Trace};
@@ -32,16 +34,19 @@ fn loggable_path(path: &str) -> String {
     }
 }
 
-/// What the access line reports besides method, path and status; filled in by `authorize`.
+/// What the access line and the metrics report besides method, path and status; filled in by
+/// `authorize`.
 #[derive(Debug, Default)]
-struct Outcome {
+struct Outcome<'s> {
     /// Whether the subject is wanted (the access log is on).
     log_subject: bool,
-    route: Option<Arc<str>>,
+    route: Option<&'s Route>,
     subject: Option<String>,
+    /// The provider of the accepted token.
+    provider: Option<usize>,
 }
 
-impl Trace for Outcome {
+impl Trace for Outcome<'_> {
     #[inline]
     fn begin(&mut self, _: usize, _: &Condition) -> usize {
         0
@@ -50,12 +55,15 @@ impl Trace for Outcome {
     fn end(&mut self, _: usize, _: Result<(), Denial>, _: Option<&Value>, _: Option<&str>) {}
 }
 
-impl<'s> Observer<'s> for Outcome {
+impl<'s> Observer<'s> for Outcome<'s> {
     fn route(&mut self, route: &'s Route) {
-        self.route = Some(route.name.clone());
+        self.route = Some(route);
     }
 
     fn token(&mut self, seen: TokenSeen<'_>) {
+        if let TokenSeen::Verified(v) = &seen {
+            self.provider = Some(v.provider);
+        }
         if let (true, TokenSeen::Verified(v)) = (self.log_subject, seen) {
             self.subject = v
                 .claims
@@ -114,16 +122,54 @@ pub async fn handle(
         }
         Err(err) => Err(err),
     };
-    let (mut response, reason) = match result {
-        Ok(response) => (response, "allowed"),
+    // Step 11: the response, and what it is counted as.
+    let upstream = outcome
+        .route
+        .and_then(|r| r.upstream)
+        .and_then(|i| snapshot.upstreams.get(i));
+    let (mut response, reason, decision) = match result {
+        Ok(response) => {
+            if let Some(upstream) = upstream {
+                let class = metrics::status_class(response.status().as_u16());
+                upstream
+                    .stats
+                    .outcomes
+                    .get(class)
+                    .map(metrics::Counter::inc);
+            }
+            (response, "allowed", 0)
+        }
         Err(err) => {
+            if let (Some(upstream), RequestError::Upstream(e)) = (upstream, &err) {
+                // The failures follow the five status classes in `OUTCOMES`.
+                let failure = 5 + *e as usize;
+                upstream
+                    .stats
+                    .outcomes
+                    .get(failure)
+                    .map(metrics::Counter::inc);
+            }
             let rejection = respond::rejection(&err);
             (
                 respond::render(&rejection, &snapshot.realm),
                 rejection.code.as_str(),
+                rejection.code.decision(),
             )
         }
     };
+    if let Some(provider) = outcome
+        .provider
+        .and_then(|i| snapshot.providers.list().get(i))
+    {
+        provider.keys.verified.inc();
+    }
+    let stats = outcome.route.map_or(&state.unmatched, |r| &r.stats);
+    stats.record(
+        metrics::method_class(&method),
+        response.status().as_u16(),
+        decision,
+        started.elapsed(),
+    );
     if let Some((path, client)) = logged {
         info!(
             target: "access",
@@ -131,7 +177,7 @@ pub async fn handle(
             request_id = request_id.to_str().unwrap_or("-"),
             method = %method,
             path = %path,
-            route = outcome.route.as_deref().unwrap_or("-"),
+            route = outcome.route.map_or("-", |r| &*r.name),
             status = response.status().as_u16(),
             reason,
             subject = outcome.subject.as_deref().unwrap_or("-"),

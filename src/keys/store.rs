@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::remote::{FetchError, Fetcher, RemoteSettings, RemoteSpec, freshness};
 use super::{KeySet, VerifyKey};
+use crate::metrics::Counter;
 
 /// What the config says of a provider's keys: the local keys, already parsed, and what to
 /// fetch. Two specs are the same when the digest of the local sources and the remote spec
@@ -78,6 +79,8 @@ pub struct ProviderKeys {
     /// Keys from local files, part of every snapshot.
     local: Vec<VerifyKey>,
     remote: Option<Remote>,
+    /// Tokens of this provider verified (signature and claims), for the metrics.
+    pub verified: Counter,
 }
 
 #[derive(Debug)]
@@ -93,6 +96,16 @@ struct Remote {
     /// Whether an unknown-kid fetch is in flight: read without the lock, so a flood of unknown
     /// kids never queues on it, while requests that arrive during a fetch wait for its result.
     in_flight: AtomicBool,
+    stats: FetchStats,
+}
+
+/// What a remote key source's fetches came to, for the metrics.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    pub succeeded: Counter,
+    pub failed: Counter,
+    /// Unix seconds of the last good fetch; 0: none yet.
+    pub last_success: AtomicU64,
 }
 
 /// Most kids remembered as absent per provider.
@@ -209,7 +222,9 @@ impl ProviderKeys {
                     )
                     .build(),
                 in_flight: AtomicBool::new(false),
+                stats: FetchStats::default(),
             }),
+            verified: Counter::default(),
         }
     }
 
@@ -246,6 +261,11 @@ impl ProviderKeys {
             remote.in_flight.load(Ordering::Acquire)
                 || (!remote.absent.contains_key(kid) && remote.budget.available())
         })
+    }
+
+    /// The remote source's fetch counts, if it has one.
+    pub fn fetch_stats(&self) -> Option<&FetchStats> {
+        self.remote.as_ref().map(|r| &r.stats)
     }
 
     pub fn remote_settings(&self) -> Option<&RemoteSettings> {
@@ -335,6 +355,11 @@ impl ProviderKeys {
         let now = Instant::now();
         match result {
             Ok(fetched) => {
+                remote.stats.succeeded.inc();
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                remote.stats.last_success.store(unix, Ordering::Relaxed);
                 state.failures = 0;
                 state.last_good = Some(now);
                 let fresh = freshness(fetched.max_age, settings);
@@ -356,6 +381,7 @@ impl ProviderKeys {
                 Ok(true)
             }
             Err(e) => {
+                remote.stats.failed.inc();
                 state.failures = state.failures.saturating_add(1);
                 state.jwks_uri = None;
                 let backoff = Duration::from_secs(1 << state.failures.min(16))

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::body::RequestBody;
 use super::pool::{Connector, Pool, SendError};
+use crate::metrics::Counter;
 use crate::tls::ClientMaterial;
 
 /// How a target is chosen for each request.
@@ -152,7 +153,30 @@ pub struct Upstream {
     /// Requests in flight, against `max_requests`; shared with the response bodies that hold
     /// a slot.
     in_flight: Arc<AtomicUsize>,
+    /// What its requests came to, for the metrics.
+    pub stats: UpstreamStats,
 }
+
+/// Outcomes of an upstream's requests (`OUTCOMES` order), and target ejections.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    pub outcomes: [Counter; OUTCOMES.len()],
+    pub ejections: Counter,
+}
+
+/// How an upstream request ended: a response by status class, or the kind of failure.
+pub const OUTCOMES: [&str; 10] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "connect_error",
+    "timeout",
+    "protocol_error",
+    "bad_upgrade",
+    "overloaded",
+];
 
 /// One request's place under its upstream's `max_requests`, given back when dropped (when the
 /// response body ends, or the exchange fails).
@@ -258,6 +282,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            stats: UpstreamStats::default(),
         })
     }
 
@@ -386,6 +411,7 @@ impl Upstream {
             let until = self.now_ms() + self.spec.settings.eject_for.as_millis() as u64;
             target.ejected_until.store(until, Ordering::Relaxed);
             target.failures.store(0, Ordering::Relaxed);
+            self.stats.ejections.inc();
             warn!(upstream = %self.spec.name, target = %target.authority, failures, eject_for = ?self.spec.settings.eject_for, "target ejected after connect failures");
         }
     }
@@ -400,6 +426,7 @@ impl Upstream {
         } else {
             target.ejected_until.store(u64::MAX, Ordering::Relaxed);
             if !was_ejected {
+                self.stats.ejections.inc();
                 warn!(upstream = %self.spec.name, target = %target.authority, "target failed its health check");
             }
         }

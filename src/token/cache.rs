@@ -21,6 +21,7 @@ use siphasher::sip128::SipHasher24;
 
 use super::Claims;
 use super::claims::Verified;
+use crate::metrics::Counter;
 
 /// Size and lifetime limits, with defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,9 @@ pub struct TokenCache {
     hasher: SipHasher24,
     max_ttl: Duration,
     min_weight: u32,
+    /// Lookups that found a usable entry, and those that did not.
+    pub hits: Arc<Counter>,
+    pub misses: Arc<Counter>,
 }
 
 /// Fixed cost of one entry besides the claims: key, value, moka's bookkeeping.
@@ -154,6 +158,8 @@ impl TokenCache {
                 hasher: SipHasher24::new_with_key(&secret),
                 max_ttl: settings.max_ttl,
                 min_weight,
+                hits: Arc::default(),
+                misses: Arc::default(),
             }
         })
     }
@@ -165,7 +171,12 @@ impl TokenCache {
 
     /// The cached outcome, if there is one still before `refuse_from` at `now` (unix seconds).
     pub fn get(&self, key: &TokenKey, now: f64) -> Option<Arc<CachedToken>> {
-        self.entries.get(key).filter(|hit| now < hit.refuse_from)
+        let found = self.entries.get(key).filter(|hit| now < hit.refuse_from);
+        match found {
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
+        }
+        found
     }
 
     /// Stores a verified token of `token_len` bytes under its key until its `refuse_from`

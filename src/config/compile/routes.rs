@@ -13,6 +13,7 @@ use super::conditions::compile_policy;
 use crate::config::diagnostic::Collector;
 use crate::config::raw::{RawPolicy, RawRoute, StringOrList};
 use crate::keys::store::KeysSpec;
+use crate::metrics::RouteStats;
 use crate::proxy::client::UpstreamSpec;
 use crate::proxy::headers::is_reserved_for_injection;
 use crate::routes::matcher::{HostPattern, HostSet, MethodSet, PathMatcher};
@@ -121,6 +122,7 @@ impl RouteCompiler<'_> {
                 .add_prefix
                 .as_deref()
                 .map(|p| p.trim_end_matches('/').to_string()),
+            stats: RouteStats::new(),
             origin: RuleOrigin {
                 file: file.clone(),
                 line,
