@@ -181,6 +181,9 @@ pub async fn handle(
             status = response.status().as_u16(),
             reason,
             subject = outcome.subject.as_deref().unwrap_or("-"),
+            upstream = upstream.map_or("-", |u| &*u.spec.name),
+            // The response body's length when it is known up front (streamed bodies: none).
+            bytes = hyper::body::Body::size_hint(response.body()).exact(),
             latency_us = started.elapsed().as_micros() as u64,
         );
     }
