@@ -1,5 +1,5 @@
 //! The command line: `run` a gateway, `check` a config, `explain` one request against it,
-//! `reload` a running gateway, `demo`.
+//! `reload` a running gateway, print the config `schema`, `demo`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -88,6 +88,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the JSON Schema of the config file (or, with --rules, of a rule file), for
+    /// editors: `# yaml-language-server: $schema=…` at the top of a file.
+    Schema {
+        /// The schema of a rule file (routes only) instead of the main config.
+        #[arg(long)]
+        rules: bool,
+    },
     /// Start the gateway from the demo config with a built-in echo backend, and print curl
     /// commands with fresh demo tokens (dev-only keys from certs/).
     Demo {
@@ -134,6 +141,17 @@ pub fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload { config } => reload(&config),
+        Command::Schema { rules } => {
+            print!(
+                "{}",
+                if rules {
+                    config::rules_schema()
+                } else {
+                    config::schema()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             config,
             echo_addr,

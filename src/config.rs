@@ -145,6 +145,24 @@ pub struct Config {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The JSON Schema of the config file (from the types it is read into), as shipped in
+/// `config/portcullis.schema.json`.
+pub fn schema() -> String {
+    pretty(schemars::schema_for!(raw::RawConfig))
+}
+
+/// The JSON Schema of a rule file (`routes:` only), as shipped in
+/// `config/portcullis-rules.schema.json`.
+pub fn rules_schema() -> String {
+    pretty(schemars::schema_for!(raw::RawRuleFile))
+}
+
+fn pretty(schema: schemars::Schema) -> String {
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// Loads and validates `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_with(path, &HashMap::new())

@@ -302,3 +302,36 @@ async fn sighup_and_the_reload_command_reload_a_running_binary() {
     assert_eq!(status("/three/x").await, 200, "the running config is kept");
     assert_eq!(status("/four/x").await, 404);
 }
+
+/// The shipped JSON Schemas are what the code generates (after a deliberate change:
+/// `PORTCULLIS_UPDATE_GOLDEN=1 cargo test --test cli`).
+#[test]
+fn the_shipped_schemas_match_the_config_types() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (args, file) in [
+        (vec!["schema"], "config/portcullis.schema.json"),
+        (
+            vec!["schema", "--rules"],
+            "config/portcullis-rules.schema.json",
+        ),
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success());
+        let generated = String::from_utf8(out.stdout).unwrap();
+        let path = format!("{root}/{file}");
+        if std::env::var_os("PORTCULLIS_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let shipped = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            generated == shipped,
+            "{file} differs from `portcullis {}`; if the change is intended, rerun with PORTCULLIS_UPDATE_GOLDEN=1",
+            args.join(" ")
+        );
+        let schema: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "{file}: unknown keys are errors"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -12,14 +13,21 @@ use crate::routes::path::{
 };
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(
+    title = "Portcullis config",
+    description = "The gateway's config file (see the README's configuration reference)."
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    #[schemars(with = "Vec<RawListener>")]
     pub listeners: Vec<Spanned<RawListener>>,
     #[serde(default)]
     pub server: RawServer,
+    #[schemars(with = "BTreeMap<String, RawUpstream>")]
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawProvider>")]
     pub providers: Vec<Spanned<RawProvider>>,
     #[serde(default)]
     pub paths: RawPaths,
@@ -27,8 +35,10 @@ pub struct RawConfig {
     /// this file; their routes follow this file's, in the order listed, each expansion sorted
     /// by file name.
     #[serde(default)]
+    #[schemars(with = "Vec<Text>")]
     pub rule_files: Vec<Spanned<Text>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawRoute>")]
     pub routes: Vec<Spanned<RawRoute>>,
     /// The admin listener (health, readiness, reload, effective config).
     pub admin: Option<RawAdmin>,
@@ -38,7 +48,7 @@ pub struct RawConfig {
 }
 
 /// `admin:`; absent: on, at 127.0.0.1:9901.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub enabled: Option<bool>,
@@ -48,7 +58,7 @@ pub struct RawAdmin {
 }
 
 /// `reload:`; every field has a default.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawReload {
     /// Reload when a config, rule, key or certificate file changes (default true).
@@ -58,15 +68,20 @@ pub struct RawReload {
 }
 
 /// A rule file: routes only.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(
+    title = "Portcullis rule file",
+    description = "A rule file: routes only, listed by rule_files in the config."
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawRuleFile {
     #[serde(default)]
+    #[schemars(with = "Vec<RawRoute>")]
     pub routes: Vec<Spanned<RawRoute>>,
 }
 
 /// How request paths are normalised before matching; see `routes::path`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPaths {
     pub dot_segments: Option<DotSegments>,
@@ -77,14 +92,14 @@ pub struct RawPaths {
     pub case_sensitive: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub address: Text,
     pub tls: Option<RawTls>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub certificate: Text,
@@ -92,7 +107,7 @@ pub struct RawTls {
 }
 
 /// Process-wide settings; every field has a default.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub realm: Option<String>,
@@ -123,7 +138,7 @@ pub struct RawServer {
     pub token_cache: Option<RawTokenCache>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenCache {
     pub max_entries: Option<u64>,
@@ -131,7 +146,7 @@ pub struct RawTokenCache {
     pub max_ttl: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     /// One target; or `targets` for several.
@@ -157,7 +172,7 @@ pub struct RawUpstream {
 }
 
 /// TLS settings of https targets.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamTls {
     pub ca_file: Option<Text>,
@@ -165,7 +180,7 @@ pub struct RawUpstreamTls {
     pub client_key: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     pub path: String,
@@ -173,7 +188,7 @@ pub struct RawHealthCheck {
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub name: String,
@@ -198,7 +213,7 @@ pub struct RawProvider {
 }
 
 /// `audiences: [a, b]`, or `audiences: none` for access tokens that carry no `aud`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawAudiences {
     List(Vec<String>),
@@ -206,7 +221,7 @@ pub enum RawAudiences {
 }
 
 /// How keys fetched from `jwks_uri` or discovery are fetched and refreshed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteKeys {
     pub ca_file: Option<Text>,
@@ -223,7 +238,7 @@ pub struct RawRemoteKeys {
     pub fail_fast: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPublicKey {
     pub file: Text,
@@ -232,7 +247,7 @@ pub struct RawPublicKey {
 }
 
 /// An HMAC secret: from an environment variable or a file, as text or base64.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecret {
     pub env: Option<String>,
@@ -242,7 +257,7 @@ pub struct RawSecret {
     pub base64: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: String,
@@ -257,6 +272,7 @@ pub struct RawRoute {
     /// Status of a `policy: deny` route: 403 (default) or 404.
     pub deny_status: Option<u16>,
     pub providers: Option<Vec<String>>,
+    #[schemars(with = "Option<RawCondition>")]
     pub require: Option<Spanned<RawCondition>>,
     #[serde(default)]
     pub claim_headers: BTreeMap<String, String>,
@@ -276,7 +292,7 @@ pub struct RawRoute {
     pub add_prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RawPolicy {
     Public,
@@ -287,11 +303,14 @@ pub enum RawPolicy {
 
 /// One claim condition: a combinator (`all`, `any`, `not`) or one claim with exactly one
 /// operator. `equals` and `contains` also take `{param: NAME}` or `{header: NAME}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCondition {
+    #[schemars(with = "Option<Vec<RawCondition>>")]
     pub all: Option<Vec<Spanned<RawCondition>>>,
+    #[schemars(with = "Option<Vec<RawCondition>>")]
     pub any: Option<Vec<Spanned<RawCondition>>>,
+    #[schemars(with = "Option<Box<RawCondition>>")]
     pub not: Option<Box<Spanned<RawCondition>>>,
     pub claim: Option<String>,
     pub equals: Option<serde_json::Value>,
@@ -311,7 +330,7 @@ pub struct RawCondition {
 }
 
 /// `scope: "a b"` or `scope: [a, b]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StringOrList {
     One(String),

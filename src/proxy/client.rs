@@ -17,7 +17,7 @@ use crate::metrics::Counter;
 use crate::tls::ClientMaterial;
 
 /// How a target is chosen for each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Each healthy target in turn (default).

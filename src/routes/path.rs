@@ -10,7 +10,7 @@ use crate::percent::hex_value;
 pub type PathProblem = &'static str;
 
 /// What to do with `.` and `..` segments written as such.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DotSegments {
     /// Remove them as RFC 3986 §5.2.4 says; climbing above `/` is refused (default).
@@ -21,7 +21,7 @@ pub enum DotSegments {
 }
 
 /// What to do with an empty segment (`//`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmptySegments {
     /// Refuse the path (default).
@@ -32,7 +32,7 @@ pub enum EmptySegments {
 }
 
 /// What to do with `%2F` (an encoded `/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EncodedSlash {
     /// Refuse the path (default).
@@ -44,7 +44,7 @@ pub enum EncodedSlash {
 }
 
 /// What to do with `;` path parameters (`/a;jsessionid=1/b`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PathParameters {
     /// Refuse the path (default).
@@ -56,7 +56,7 @@ pub enum PathParameters {
 
 /// What to do with a segment that ends in `.` or a space (`/admin.`, `/admin%20`), which
 /// IIS and other Windows servers strip, so that `/admin.` reaches `/admin` there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowsSegments {
     /// Refuse the path (default).
