@@ -1,7 +1,8 @@
 //! One client connection as its requests see it: its address, TLS, its slot under the
 //! connection cap, and idle tracking (a wrapper that notes when bytes last moved, requests in
 //! flight, connections per address) so the connection task can close connections idle for
-//! `idle_timeout`. Imports nothing of the crate: server, http and proxy all use it.
+//! `idle_timeout`. Imports only `metrics` (which imports nothing): server, http and proxy
+//! all use it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ pub struct ConnInfo {
     pub slot: Arc<ConnectionSlot>,
     /// The requests the connection is serving (for idleness that PINGs cannot hide).
     pub streams: Arc<Streams>,
+    /// Counts the connection under its protocol from its first request until it ends.
+    pub protocol: Arc<std::sync::OnceLock<crate::metrics::GaugeHold>>,
 }
 
 /// A connection's permit under the connection cap, held until the connection ends — or, when

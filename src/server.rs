@@ -469,6 +469,7 @@ impl Connection {
             tls: self.tls.is_some(),
             slot: self.slot.clone(),
             streams: streams.clone(),
+            protocol: Arc::default(),
         };
         let state = self.state.clone();
         let role = self.service.clone();

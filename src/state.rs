@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::keys::store::{KeysSpec, ProviderKeys};
-use crate::metrics::{Gauge, RouteStats};
+use crate::metrics::{Gauge, Histogram, RouteStats};
 use crate::proxy::client::{Upstream, UpstreamSpec};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::HeaderRules;
@@ -126,6 +126,10 @@ pub struct AppState {
     pub unmatched: Arc<RouteStats>,
     /// Client connections open now, plain and TLS.
     pub connections: [Arc<Gauge>; 2],
+    /// Client connections by protocol (HTTP/1.x, HTTP/2), known from their first request.
+    pub protocols: [Arc<Gauge>; 2],
+    /// How long refused token checks took (no provider to count them under).
+    pub refused_verify_duration: Histogram,
 }
 
 impl AppState {
@@ -137,6 +141,8 @@ impl AppState {
             draining: AtomicBool::new(false),
             unmatched: RouteStats::new(),
             connections: [Arc::default(), Arc::default()],
+            protocols: [Arc::default(), Arc::default()],
+            refused_verify_duration: Histogram::default(),
         }
     }
 

@@ -471,6 +471,11 @@ async fn cache_stays_bounded_under_many_distinct_tokens() {
     // Bounded, and still caching: a cache that stored nothing would pass the upper bound.
     let entries = cache.entry_count();
     assert!((1..=50).contains(&entries), "{entries} entries");
+    let evictions = cache.evictions.get();
+    assert!(
+        evictions >= 200,
+        "{evictions} evictions of 300 tokens in 50 places"
+    );
     let token = mint(&k1, "ES256", &claims_with(json!({"jti": "again"})));
     for _ in 0..2 {
         let r = http

@@ -74,6 +74,14 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         http.get(gw.url(0, "/api/x")).send().await.unwrap().status(),
         401
     );
+    let forged = mint(&TestKey::rsa("k1"), "RS256", &claims());
+    let r = http
+        .get(gw.url(0, "/api/x"))
+        .bearer_auth(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     assert_eq!(
         http.get(gw.url(0, "/nowhere"))
             .send()
@@ -126,9 +134,21 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         ),
         (
             r#"portcullis_token_cache_lookups_total{result="miss"}"#,
-            1.0,
+            2.0,
         ),
         (r#"portcullis_token_cache_lookups_total{result="hit"}"#, 1.0),
+        (
+            r#"portcullis_requests_total{route="api",method="read",status="4xx",reason="bad_signature"}"#,
+            1.0,
+        ),
+        (
+            r#"portcullis_token_verification_duration_seconds_count{provider="main",result="valid"}"#,
+            2.0,
+        ),
+        (
+            r#"portcullis_token_verification_duration_seconds_count{provider="",result="invalid"}"#,
+            1.0,
+        ),
         (r#"portcullis_config_reloads_total{result="applied"}"#, 0.0),
     ];
     let mut wrong = Vec::new();
@@ -138,6 +158,14 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}\n{text}");
+    // Every request to `app` went on a new or on a pooled connection.
+    let opened = got[r#"portcullis_upstream_connections_opened_total{upstream="app"}"#];
+    let reused = got[r#"portcullis_upstream_connections_reused_total{upstream="app"}"#];
+    assert!(
+        opened >= 1.0 && opened + reused == 5.0,
+        "opened {opened}, reused {reused}"
+    );
+    assert!(got.contains_key(r#"portcullis_connections_by_protocol{protocol="http1"}"#));
     assert!(
         text.contains(r#"portcullis_build_info{version=""#),
         "{text}"

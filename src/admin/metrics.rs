@@ -222,6 +222,14 @@ impl Collector for Live {
             )?;
             family(
                 &mut e,
+                "token_cache_evictions",
+                "Verified tokens pushed out of the cache by its size bounds.",
+                None,
+                MetricType::Counter,
+                |m| m.encode_counter::<NoLabelSet, _, u64>(&cache.evictions.get(), None),
+            )?;
+            family(
+                &mut e,
                 "token_cache_entries",
                 "Tokens in the verified-token cache.",
                 None,
@@ -270,6 +278,34 @@ impl Collector for Live {
         )?;
         family(
             &mut e,
+            "upstream_connections_opened",
+            "Connections opened to an upstream's targets.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for u in &snapshot.upstreams {
+                    let opened = u.targets.iter().map(|t| t.pool.connects.get()).sum::<u64>();
+                    counter(m, &[("upstream", &*u.spec.name)], opened)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "upstream_connections_reused",
+            "Requests sent on an idle pooled connection (HTTP/1.1).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for u in &snapshot.upstreams {
+                    let reused = u.targets.iter().map(|t| t.pool.reuses.get()).sum::<u64>();
+                    counter(m, &[("upstream", &*u.spec.name)], reused)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
             "upstream_ejections",
             "Targets taken out of rotation (connect failures or a failed health check), by upstream.",
             None,
@@ -295,6 +331,35 @@ impl Collector for Live {
                     &[("transport", "https")],
                     self.state.connections[1].get(),
                 )
+            },
+        )?;
+
+        family(
+            &mut e,
+            "connections_by_protocol",
+            "Client connections open now, by protocol (from their first request).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                gauge(m, &[("protocol", "http1")], self.state.protocols[0].get())?;
+                gauge(m, &[("protocol", "h2")], self.state.protocols[1].get())
+            },
+        )?;
+        family(
+            &mut e,
+            "token_verification_duration",
+            "Time to check a token (cache lookup included), by provider (empty: refused, no provider known) and result.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+            |m| {
+                for p in providers {
+                    let (sum, count, buckets) = p.keys.verify_duration.read();
+                    m.encode_family(&[("provider", &*p.name), ("result", "valid")])?
+                        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+                }
+                let (sum, count, buckets) = self.state.refused_verify_duration.read();
+                m.encode_family(&[("provider", ""), ("result", "invalid")])?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
             },
         )?;
 

@@ -75,6 +75,8 @@ pub trait Observer<'s>: Trace {
     fn candidate(&mut self, _route: &'s Route, _candidate: Candidate) {}
     fn route(&mut self, _route: &'s Route) {}
     fn token(&mut self, _seen: TokenSeen<'_>) {}
+    /// How long verification took (cache lookup included), whatever its result.
+    fn verify_took(&mut self, _took: std::time::Duration) {}
 }
 
 impl Observer<'_> for () {}
@@ -166,6 +168,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
                     return Err(RequestError::MissingToken);
                 }
                 (Presented::Token(token, _), TokenCheck::Verify(cache)) => {
+                    let started = std::time::Instant::now();
                     let result = verify::verify(
                         token,
                         &snapshot.providers,
@@ -174,6 +177,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
                         snapshot.max_token_bytes,
                     )
                     .await;
+                    observer.verify_took(started.elapsed());
                     match result {
                         Ok(verified) => {
                             observer.token(TokenSeen::Verified(&verified));

@@ -44,6 +44,8 @@ struct Outcome<'s> {
     subject: Option<String>,
     /// The provider of the accepted token.
     provider: Option<usize>,
+    /// How long the token check took, when there was one.
+    verify_took: Option<std::time::Duration>,
 }
 
 impl Trace for Outcome<'_> {
@@ -58,6 +60,10 @@ impl Trace for Outcome<'_> {
 impl<'s> Observer<'s> for Outcome<'s> {
     fn route(&mut self, route: &'s Route) {
         self.route = Some(route);
+    }
+
+    fn verify_took(&mut self, took: std::time::Duration) {
+        self.verify_took = Some(took);
     }
 
     fn token(&mut self, seen: TokenSeen<'_>) {
@@ -83,6 +89,10 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let _serving = conn.streams.begin();
+    conn.protocol.get_or_init(|| {
+        let h2 = request.version() == http::Version::HTTP_2;
+        state.protocols[usize::from(h2)].hold()
+    });
     // Step 3: one config snapshot for the whole request; its id, kept or made.
     let snapshot = state.snapshot.load_full();
     let request_id = forwarded::request_id(request.headers());
@@ -157,11 +167,18 @@ pub async fn handle(
             )
         }
     };
-    if let Some(provider) = outcome
+    let provider = outcome
         .provider
-        .and_then(|i| snapshot.providers.list().get(i))
-    {
-        provider.keys.verified.inc();
+        .and_then(|i| snapshot.providers.list().get(i));
+    match (provider, outcome.verify_took) {
+        (Some(provider), took) => {
+            provider.keys.verified.inc();
+            if let Some(took) = took {
+                provider.keys.verify_duration.observe(took);
+            }
+        }
+        (None, Some(took)) => state.refused_verify_duration.observe(took),
+        (None, None) => {}
     }
     let stats = outcome.route.map_or(&state.unmatched, |r| &r.stats);
     stats.record(

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::remote::{FetchError, Fetcher, RemoteSettings, RemoteSpec, freshness};
 use super::{KeySet, VerifyKey};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Histogram};
 
 /// What the config says of a provider's keys: the local keys, already parsed, and what to
 /// fetch. Two specs are the same when the digest of the local sources and the remote spec
@@ -79,8 +79,10 @@ pub struct ProviderKeys {
     /// Keys from local files, part of every snapshot.
     local: Vec<VerifyKey>,
     remote: Option<Remote>,
-    /// Tokens of this provider verified (signature and claims), for the metrics.
+    /// Tokens of this provider verified (signature and claims), and how long that took, for
+    /// the metrics.
     pub verified: Counter,
+    pub verify_duration: Histogram,
 }
 
 #[derive(Debug)]
@@ -225,6 +227,7 @@ impl ProviderKeys {
                 stats: FetchStats::default(),
             }),
             verified: Counter::default(),
+            verify_duration: Histogram::default(),
         }
     }
 

@@ -110,7 +110,7 @@ pub struct Target {
     pub host: HeaderValue,
     /// `scheme://host:port/`: where the connector connects.
     address: Uri,
-    pool: Arc<Pool>,
+    pub pool: Arc<Pool>,
     outstanding: AtomicUsize,
     failures: AtomicU32,
     /// Milliseconds since the upstream's epoch until which the target is skipped.

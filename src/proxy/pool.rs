@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
 use super::body::RequestBody;
+use crate::metrics::Counter;
 
 /// Opens TCP (and TLS for https) connections to targets.
 pub type Connector = HttpsConnector<HttpConnector>;
@@ -55,6 +56,10 @@ pub struct Pool {
     max_pending: usize,
     /// Longest a request waits for a connection to come free.
     max_wait: Duration,
+    /// Connections opened to the target (HTTP/1.1 and HTTP/2), and requests sent on an idle
+    /// pooled HTTP/1.1 connection, for the metrics.
+    pub connects: Counter,
+    pub reuses: Counter,
 }
 
 /// One open HTTP/1.1 connection, counted until its task ends.
@@ -119,6 +124,8 @@ impl Pool {
             pending: AtomicUsize::new(0),
             max_pending,
             max_wait,
+            connects: Counter::default(),
+            reuses: Counter::default(),
         }
     }
 
@@ -228,6 +235,7 @@ impl Pool {
         let Some(io) = connect(connector, address).await else {
             return Err(SendError::Connect(Box::new(request)));
         };
+        self.connects.inc();
         let Ok((mut sender, connection)) = http1::Builder::new().handshake(io).await else {
             return Err(SendError::Connect(Box::new(request)));
         };
@@ -268,6 +276,7 @@ impl Pool {
         let Some(io) = connect(connector, address).await else {
             return Err(SendError::Connect(Box::new(request)));
         };
+        self.connects.inc();
         let handshake = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
@@ -291,6 +300,7 @@ impl Pool {
     fn take_idle_from(&self, shard: &mut Shard) -> Option<http1::SendRequest<RequestBody>> {
         while let Some(idle) = shard.idle.pop() {
             if idle.since.elapsed() < self.idle_timeout && idle.sender.is_ready() {
+                self.reuses.inc();
                 return Some(idle.sender);
             }
         }

@@ -121,6 +121,8 @@ pub struct TokenCache {
     /// Lookups that found a usable entry, and those that did not.
     pub hits: Arc<Counter>,
     pub misses: Arc<Counter>,
+    /// Entries pushed out to stay within the size bounds.
+    pub evictions: Arc<Counter>,
 }
 
 /// Fixed cost of one entry besides the claims: key, value, moka's bookkeeping.
@@ -148,9 +150,17 @@ impl TokenCache {
                 .expect("the system's random number generator is broken");
             let min_weight =
                 (settings.max_memory / settings.max_entries).clamp(1, u64::from(u32::MAX)) as u32;
+            let evictions = Arc::new(Counter::default());
+            let evicted = evictions.clone();
             TokenCache {
                 entries: Cache::builder()
                     .max_capacity(settings.max_memory)
+                    // Pushed out by the size bound (expired entries are not evictions).
+                    .eviction_listener(move |_, _, cause| {
+                        if cause == moka::notification::RemovalCause::Size {
+                            evicted.inc();
+                        }
+                    })
                     .weigher(|_, v: &Arc<CachedToken>| v.weight)
                     .eviction_policy(EvictionPolicy::lru())
                     .expire_after(EntryExpiry)
@@ -160,6 +170,7 @@ impl TokenCache {
                 min_weight,
                 hits: Arc::default(),
                 misses: Arc::default(),
+                evictions,
             }
         })
     }
