@@ -15,7 +15,7 @@ use crate::http::respond::Reason;
 use crate::metrics::{METHOD_CLASSES, RouteStats, STATUS_CLASSES};
 use crate::proxy::client::OUTCOMES;
 use crate::reload::Reloader;
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 
 /// The registry of one gateway: everything is read through `Live`.
 pub fn registry(state: Arc<AppState>, reloader: Arc<Reloader>) -> Registry {
@@ -88,6 +88,21 @@ where
 impl Collector for Live {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snapshot = self.state.snapshot.load();
+        self.requests(&mut e, &snapshot)?;
+        self.tokens(&mut e, &snapshot)?;
+        self.upstreams(&mut e, &snapshot)?;
+        self.connections(&mut e, &snapshot)?;
+        self.config(&mut e)
+    }
+}
+
+impl Live {
+    /// Requests by route, and their durations.
+    fn requests(
+        &self,
+        e: &mut DescriptorEncoder,
+        snapshot: &Snapshot,
+    ) -> Result<(), std::fmt::Error> {
         let routes: Vec<(&str, &RouteStats)> = snapshot
             .routes
             .routes()
@@ -97,7 +112,7 @@ impl Collector for Live {
             .collect();
 
         family(
-            &mut e,
+            e,
             "requests",
             "Requests answered, by route (empty: none matched), method class, status class and decision (allowed or the reason code).",
             None,
@@ -118,7 +133,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "request_duration",
             "Time from request head to response head, by route.",
             Some(&Unit::Seconds),
@@ -133,9 +148,18 @@ impl Collector for Live {
             },
         )?;
 
+        Ok(())
+    }
+
+    /// Token checks, key sets and the verified-token cache.
+    fn tokens(
+        &self,
+        e: &mut DescriptorEncoder,
+        snapshot: &Snapshot,
+    ) -> Result<(), std::fmt::Error> {
         let providers = snapshot.providers.list();
         family(
-            &mut e,
+            e,
             "tokens_accepted",
             "Tokens that passed verification (fresh or from the verified-token cache), by provider.",
             None,
@@ -148,7 +172,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "jwks_fetches",
             "Fetches of remote key sets, by provider and result.",
             None,
@@ -172,7 +196,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "jwks_last_success_timestamp",
             "When a remote key set was last fetched successfully (0: never).",
             Some(&Unit::Seconds),
@@ -191,7 +215,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "keys",
             "Verification keys usable now, by provider.",
             None,
@@ -210,7 +234,7 @@ impl Collector for Live {
 
         if let Some(cache) = &snapshot.token_cache {
             family(
-                &mut e,
+                e,
                 "token_cache_lookups",
                 "Verified-token cache lookups since the config was applied, by result.",
                 None,
@@ -221,7 +245,7 @@ impl Collector for Live {
                 },
             )?;
             family(
-                &mut e,
+                e,
                 "token_cache_evictions",
                 "Verified tokens pushed out of the cache by its size bounds.",
                 None,
@@ -229,7 +253,7 @@ impl Collector for Live {
                 |m| m.encode_counter::<NoLabelSet, _, u64>(&cache.evictions.get(), None),
             )?;
             family(
-                &mut e,
+                e,
                 "token_cache_entries",
                 "Tokens in the verified-token cache.",
                 None,
@@ -238,8 +262,17 @@ impl Collector for Live {
             )?;
         }
 
+        Ok(())
+    }
+
+    /// Upstream requests, connections and ejections.
+    fn upstreams(
+        &self,
+        e: &mut DescriptorEncoder,
+        snapshot: &Snapshot,
+    ) -> Result<(), std::fmt::Error> {
         family(
-            &mut e,
+            e,
             "upstream_requests",
             "Requests sent upstream, by upstream and outcome (response status class, or the failure).",
             None,
@@ -260,7 +293,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "upstream_requests_in_flight",
             "Requests sent upstream whose response has not been read to its end.",
             None,
@@ -277,7 +310,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "upstream_connections_opened",
             "Connections opened to an upstream's targets.",
             None,
@@ -291,7 +324,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "upstream_connections_reused",
             "Requests sent on an idle pooled connection (HTTP/1.1).",
             None,
@@ -305,7 +338,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "upstream_ejections",
             "Targets taken out of rotation (connect failures or a failed health check), by upstream.",
             None,
@@ -318,8 +351,18 @@ impl Collector for Live {
             },
         )?;
 
+        Ok(())
+    }
+
+    /// Client connections, and how long token checks take.
+    fn connections(
+        &self,
+        e: &mut DescriptorEncoder,
+        snapshot: &Snapshot,
+    ) -> Result<(), std::fmt::Error> {
+        let providers = snapshot.providers.list();
         family(
-            &mut e,
+            e,
             "connections",
             "Client connections open now, by transport.",
             None,
@@ -333,9 +376,8 @@ impl Collector for Live {
                 )
             },
         )?;
-
         family(
-            &mut e,
+            e,
             "connections_by_protocol",
             "Client connections open now, by protocol (from their first request).",
             None,
@@ -346,7 +388,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "token_verification_duration",
             "Time to check a token (cache lookup included), by provider (empty: refused, no provider known) and result.",
             Some(&Unit::Seconds),
@@ -363,9 +405,14 @@ impl Collector for Live {
             },
         )?;
 
+        Ok(())
+    }
+
+    /// Reloads, the config in force and the build.
+    fn config(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.reloader.stats;
         family(
-            &mut e,
+            e,
             "config_reloads",
             "Reloads, by result (applied, unchanged: every file as it was, failed: the running config kept).",
             None,
@@ -390,7 +437,7 @@ impl Collector for Live {
         )?;
         let loaded = self.reloader.current_now();
         family(
-            &mut e,
+            e,
             "config_last_applied_timestamp",
             "When the config in force was applied.",
             Some(&Unit::Seconds),
@@ -398,7 +445,7 @@ impl Collector for Live {
             |m| m.encode_gauge(&loaded.as_ref().map_or(0.0, |l| l.applied_at)),
         )?;
         family(
-            &mut e,
+            e,
             "config",
             "The config in force: its SHA-256 over every source file (drift between replicas shows).",
             None,
@@ -409,7 +456,7 @@ impl Collector for Live {
             },
         )?;
         family(
-            &mut e,
+            e,
             "build",
             "The running build.",
             None,
