@@ -13,7 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::http::respond::Reason;
 use crate::metrics::{METHOD_CLASSES, RouteStats, STATUS_CLASSES};
-use crate::proxy::client::OUTCOMES;
+use crate::proxy::client::{OUTCOMES, Upstream};
 use crate::reload::Reloader;
 use crate::state::{AppState, Snapshot};
 
@@ -35,6 +35,9 @@ pub fn render(registry: &Registry) -> String {
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, registry);
     out
 }
+
+/// A metric with one value per upstream: name, help, type, and how to read the value.
+type PerUpstream = (&'static str, &'static str, MetricType, fn(&Upstream) -> u64);
 
 /// Reads the live gateway at each scrape.
 #[derive(Debug)]
@@ -292,65 +295,44 @@ impl Live {
                 Ok(())
             },
         )?;
-        family(
-            e,
-            "upstream_requests_in_flight",
-            "Requests sent upstream whose response has not been read to its end.",
-            None,
-            MetricType::Gauge,
-            |m| {
+        let per_upstream: [PerUpstream; 4] = [
+            (
+                "upstream_requests_in_flight",
+                "Requests sent upstream whose response has not been read to its end.",
+                MetricType::Gauge,
+                |u| u.requests_in_flight() as u64,
+            ),
+            (
+                "upstream_connections_opened",
+                "Connections opened to an upstream's targets.",
+                MetricType::Counter,
+                |u| u.targets.iter().map(|t| t.pool.connects.get()).sum(),
+            ),
+            (
+                "upstream_connections_reused",
+                "Requests sent on an idle pooled connection (HTTP/1.1).",
+                MetricType::Counter,
+                |u| u.targets.iter().map(|t| t.pool.reuses.get()).sum(),
+            ),
+            (
+                "upstream_ejections",
+                "Targets taken out of rotation (connect failures or a failed health check), by upstream.",
+                MetricType::Counter,
+                |u| u.stats.ejections.get(),
+            ),
+        ];
+        for (name, help, kind, value) in per_upstream {
+            family(e, name, help, None, kind, |m| {
                 for u in &snapshot.upstreams {
-                    gauge(
-                        m,
-                        &[("upstream", &*u.spec.name)],
-                        u.requests_in_flight() as u64,
-                    )?;
+                    let labels = [("upstream", &*u.spec.name)];
+                    match kind {
+                        MetricType::Gauge => gauge(m, &labels, value(u))?,
+                        _ => counter(m, &labels, value(u))?,
+                    }
                 }
                 Ok(())
-            },
-        )?;
-        family(
-            e,
-            "upstream_connections_opened",
-            "Connections opened to an upstream's targets.",
-            None,
-            MetricType::Counter,
-            |m| {
-                for u in &snapshot.upstreams {
-                    let opened = u.targets.iter().map(|t| t.pool.connects.get()).sum::<u64>();
-                    counter(m, &[("upstream", &*u.spec.name)], opened)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            "upstream_connections_reused",
-            "Requests sent on an idle pooled connection (HTTP/1.1).",
-            None,
-            MetricType::Counter,
-            |m| {
-                for u in &snapshot.upstreams {
-                    let reused = u.targets.iter().map(|t| t.pool.reuses.get()).sum::<u64>();
-                    counter(m, &[("upstream", &*u.spec.name)], reused)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            "upstream_ejections",
-            "Targets taken out of rotation (connect failures or a failed health check), by upstream.",
-            None,
-            MetricType::Counter,
-            |m| {
-                for u in &snapshot.upstreams {
-                    counter(m, &[("upstream", &*u.spec.name)], u.stats.ejections.get())?;
-                }
-                Ok(())
-            },
-        )?;
-
+            })?;
+        }
         Ok(())
     }
 
