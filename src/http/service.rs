@@ -20,7 +20,7 @@ use crate::metrics;
 use crate::proxy::forwarded;
 use crate::routes::Route;
 use crate::routes::policy::{Condition, Trace};
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 
 /// Longest path an access line carries, in bytes; longer ones are cut and marked.
 const MAX_LOGGED_PATH: usize = 512;
@@ -140,24 +140,13 @@ pub async fn handle(
     let (mut response, reason, decision) = match result {
         Ok(response) => {
             if let Some(upstream) = upstream {
-                let class = metrics::status_class(response.status().as_u16());
-                upstream
-                    .stats
-                    .outcomes
-                    .get(class)
-                    .map(metrics::Counter::inc);
+                upstream.stats.response(response.status().as_u16());
             }
             (response, "allowed", 0)
         }
         Err(err) => {
             if let (Some(upstream), RequestError::Upstream(e)) = (upstream, &err) {
-                // The failures follow the five status classes in `OUTCOMES`.
-                let failure = 5 + *e as usize;
-                upstream
-                    .stats
-                    .outcomes
-                    .get(failure)
-                    .map(metrics::Counter::inc);
+                upstream.stats.failure(*e);
             }
             let rejection = respond::rejection(&err);
             (
@@ -167,25 +156,15 @@ pub async fn handle(
             )
         }
     };
-    let provider = outcome
-        .provider
-        .and_then(|i| snapshot.providers.list().get(i));
-    match (provider, outcome.verify_took) {
-        (Some(provider), took) => {
-            provider.keys.verified.inc();
-            if let Some(took) = took {
-                provider.keys.verify_duration.observe(took);
-            }
-        }
-        (None, Some(took)) => state.refused_verify_duration.observe(took),
-        (None, None) => {}
-    }
-    let stats = outcome.route.map_or(&state.unmatched, |r| &r.stats);
-    stats.record(
-        metrics::method_class(&method),
+    let took = started.elapsed();
+    record(
+        &state,
+        &snapshot,
+        &outcome,
+        &method,
         response.status().as_u16(),
         decision,
-        started.elapsed(),
+        took,
     );
     if let Some((path, client)) = logged {
         info!(
@@ -201,11 +180,39 @@ pub async fn handle(
             upstream = upstream.map_or("-", |u| &*u.spec.name),
             // The response body's length when it is known up front (streamed bodies: none).
             bytes = hyper::body::Body::size_hint(response.body()).exact(),
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us = took.as_micros() as u64,
         );
     }
     response
         .headers_mut()
         .insert(forwarded::X_REQUEST_ID, request_id);
     Ok(response)
+}
+
+/// Counts the request into its route's stats (or the unmatched ones) and the token check into
+/// its provider's (or the refused ones).
+fn record(
+    state: &AppState,
+    snapshot: &Snapshot,
+    outcome: &Outcome<'_>,
+    method: &http::Method,
+    status: u16,
+    decision: usize,
+    took: std::time::Duration,
+) {
+    let provider = outcome
+        .provider
+        .and_then(|i| snapshot.providers.list().get(i));
+    match (provider, outcome.verify_took) {
+        (Some(provider), took) => {
+            provider.keys.verified.inc();
+            if let Some(took) = took {
+                provider.keys.verify_duration.observe(took);
+            }
+        }
+        (None, Some(took)) => state.refused_verify_duration.observe(took),
+        (None, None) => {}
+    }
+    let stats = outcome.route.map_or(&state.unmatched, |r| &r.stats);
+    stats.record(metrics::method_class(method), status, decision, took);
 }

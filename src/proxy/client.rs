@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::body::RequestBody;
 use super::pool::{Connector, Pool, SendError};
+use crate::error::UpstreamError;
 use crate::metrics::Counter;
 use crate::tls::ClientMaterial;
 
@@ -162,6 +163,25 @@ pub struct Upstream {
 pub struct UpstreamStats {
     pub outcomes: [Counter; OUTCOMES.len()],
     pub ejections: Counter,
+}
+
+impl UpstreamStats {
+    /// Counts a response by its status class.
+    pub fn response(&self, status: u16) {
+        self.outcomes[crate::metrics::status_class(status)].inc();
+    }
+
+    /// Counts a failed exchange by its kind.
+    pub fn failure(&self, error: UpstreamError) {
+        let outcome = match error {
+            UpstreamError::Connect => 5,
+            UpstreamError::Timeout => 6,
+            UpstreamError::Protocol => 7,
+            UpstreamError::BadUpgrade => 8,
+            UpstreamError::Overloaded => 9,
+        };
+        self.outcomes[outcome].inc();
+    }
 }
 
 /// How an upstream request ended: a response by status class, or the kind of failure.
