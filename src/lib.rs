@@ -62,6 +62,7 @@ pub mod demo;
 pub mod error;
 pub mod explain;
 pub mod http;
+pub mod issuer;
 pub mod keys;
 pub mod metrics;
 pub mod percent;

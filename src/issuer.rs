@@ -1,0 +1,2 @@
+//! The issuer (off by default).
+pub mod store;
