@@ -63,7 +63,8 @@ mod tests {
             allowed_origins: &allowed,
             header: &header,
         };
-        let rows: Vec<(&[(&str, &str)], Result<(), Refusal>)> = vec![
+        type Row = (&'static [(&'static str, &'static str)], Result<(), Refusal>);
+        let rows: Vec<Row> = vec![
             (&[("x-portcullis-csrf", "1")], Ok(())),
             (&[], Err(Refusal::MissingHeader)),
             (&[("x-portcullis-csrf", "0")], Err(Refusal::MissingHeader)),
