@@ -255,6 +255,7 @@ fn route_with(i: usize, path: PathMatcher) -> Route {
         max_body_bytes: None,
         upgrades: Vec::new(),
         close_at_token_expiry: false,
+        local: None,
         strip_prefix: None,
         add_prefix: None,
         stats: portcullis::metrics::RouteStats::new(),

@@ -67,7 +67,7 @@ pub async fn handle<B>(
     let read = method == Method::GET || method == Method::HEAD;
     let response = match (request.uri().path(), read, method == Method::POST) {
         ("/healthz", true, _) => reply(StatusCode::OK, &json!({"status": "ok"})),
-        ("/readyz", true, _) => readiness(&admin.state),
+        ("/readyz", true, _) => readiness(&admin.state).await,
         ("/config", true, _) => config(&admin.reloader).await,
         ("/metrics", true, _) => {
             let mut response = Response::new(Either::Right(Full::new(Bytes::from(
@@ -107,7 +107,7 @@ fn authorized<B>(admin: &Admin, request: &Request<B>) -> bool {
 }
 
 /// Why the gateway is not ready, or nothing when it is.
-pub fn not_ready(state: &AppState) -> Vec<String> {
+pub async fn not_ready(state: &AppState) -> Vec<String> {
     let mut reasons = Vec::new();
     if state.is_draining() {
         reasons.push("shutting down".to_string());
@@ -118,11 +118,30 @@ pub fn not_ready(state: &AppState) -> Vec<String> {
             reasons.push(format!("provider {}: no usable keys", provider.name));
         }
     }
+    let issuer = snapshot.issuer.clone();
+    drop(snapshot);
+    if let Some(issuer) = issuer {
+        let reachable = match issuer.store() {
+            Some(store) => tokio::time::timeout(STORE_PING, store.ping())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => false,
+        };
+        if !reachable {
+            reasons.push(format!(
+                "issuer store {} unreachable",
+                issuer.spec.store.redacted()
+            ));
+        }
+    }
     reasons
 }
 
-fn readiness(state: &AppState) -> Response<ProxyBody> {
-    let reasons = not_ready(state);
+/// How long `/readyz` waits for the issuer's store.
+const STORE_PING: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn readiness(state: &AppState) -> Response<ProxyBody> {
+    let reasons = not_ready(state).await;
     if reasons.is_empty() {
         reply(StatusCode::OK, &json!({"ready": true}))
     } else {

@@ -95,6 +95,9 @@ enum Command {
         #[arg(long)]
         rules: bool,
     },
+    /// Read a password without echo (twice, on a terminal; one line from a pipe) and print
+    /// its argon2id hash (m=19456 KiB, t=2, p=1) for the issuer's user file.
+    HashPassword,
     /// Start the gateway from the demo config with a built-in echo backend, and print curl
     /// commands with fresh demo tokens (dev-only keys from certs/).
     Demo {
@@ -141,6 +144,7 @@ pub fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload { config } => reload(&config),
+        Command::HashPassword => hash_password(),
         Command::Schema { rules } => {
             print!(
                 "{}",
@@ -160,6 +164,34 @@ pub fn main() -> Result<ExitCode> {
             let runtime = runtime()?;
             runtime.block_on(run_demo(&config, echo_addr, &signing_key))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `portcullis hash-password`: the password never appears on screen or in argv.
+fn hash_password() -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            eprintln!("the two passwords differ");
+            return Ok(ExitCode::from(1));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    match portcullis::issuer::password::hash(password.as_bytes()) {
+        Ok(hash) => {
+            println!("{hash}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
         }
     }
 }

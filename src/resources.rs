@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::issuer::store::{self as issuer_store, Retention, Store, StoreSpec};
 use crate::keys::store::{KeysSpec, ProviderKeys};
 use crate::metrics::RouteStats;
 use crate::proxy::client::{Upstream, UpstreamSpec};
@@ -27,6 +28,8 @@ pub enum ResourceError {
     Upstream { name: String, reason: String },
     #[error("provider {provider}: {reason} (fail_fast is set)")]
     Keys { provider: String, reason: String },
+    #[error("issuer store {location}: {reason}")]
+    Store { location: String, reason: String },
 }
 
 /// Whether resources run their tasks: a gateway's do; `explain`'s do not (it makes no
@@ -50,12 +53,14 @@ struct Held {
     keys: HashMap<Arc<str>, Entry<KeysSpec, ProviderKeys>>,
     /// Request counts by route name: a route that keeps its name keeps its counts.
     routes: HashMap<Arc<str>, Arc<RouteStats>>,
+    /// The issuer's store (its garbage collection runs while it is held).
+    store: Option<Entry<StoreSpec, dyn Store>>,
 }
 
 /// One live resource, the spec it was built from, and the stop signal of its tasks (sent by
 /// dropping the sender, when the entry leaves the registry).
 #[derive(Debug)]
-struct Entry<S, T> {
+struct Entry<S, T: ?Sized> {
     spec: S,
     live: Arc<T>,
     _stop: Option<watch::Sender<bool>>,
@@ -69,6 +74,8 @@ pub struct Staging<'r> {
     upstreams: Vec<(UpstreamSpec, Arc<Upstream>)>,
     keys: Vec<(Arc<str>, KeysSpec, Arc<ProviderKeys>)>,
     routes: Vec<(Arc<str>, Arc<RouteStats>)>,
+    /// The store the plan uses, and whether it is new.
+    store: Option<(StoreSpec, Arc<dyn Store>, bool)>,
 }
 
 impl Default for Resources {
@@ -101,6 +108,7 @@ impl Resources {
             upstreams: Vec::new(),
             keys: Vec::new(),
             routes: Vec::new(),
+            store: None,
         }
     }
 
@@ -197,6 +205,23 @@ impl Staging<'_> {
         fresh.clone()
     }
 
+    /// The issuer's store at `spec`: the held one when it is the same, else opened now (a
+    /// SQLite file is created and migrated; PostgreSQL connects on first use).
+    pub fn store(&mut self, spec: &StoreSpec) -> Result<Arc<dyn Store>, ResourceError> {
+        if let Some(entry) = &self.resources.lock().store
+            && entry.spec == *spec
+        {
+            self.store = Some((spec.clone(), entry.live.clone(), false));
+            return Ok(entry.live.clone());
+        }
+        let live = issuer_store::open(spec).map_err(|e| ResourceError::Store {
+            location: spec.redacted(),
+            reason: e.to_string(),
+        })?;
+        self.store = Some((spec.clone(), live.clone(), true));
+        Ok(live)
+    }
+
     /// The first fetch of each new remote key store (not for a detached registry).
     pub async fn load(&self) -> Result<(), ResourceError> {
         if self.resources.mode == Mode::Detached {
@@ -241,10 +266,52 @@ impl Staging<'_> {
                 },
             );
         }
+        match self.store {
+            Some((spec, live, true)) => {
+                let stop = running.then(|| {
+                    let (stop, stopped) = watch::channel(false);
+                    tokio::spawn(collect_garbage(live.clone(), stopped));
+                    stop
+                });
+                held.store = Some(Entry {
+                    spec,
+                    live,
+                    _stop: stop,
+                });
+            }
+            Some((_, _, false)) => {}
+            None => held.store = None,
+        }
         held.routes.extend(self.routes);
         held.routes.retain(|name, _| routes.contains(&&**name));
         held.upstreams
             .retain(|name, _| upstreams.contains(&&**name));
         held.keys.retain(|name, _| providers.contains(&&**name));
+    }
+}
+
+/// How often the issuer's store is swept, and what is kept.
+const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+const GC_RETENTION: Retention = Retention {
+    families_ms: 24 * 3_600_000,
+    counters_ms: 24 * 3_600_000,
+};
+
+/// Sweeps ended refresh families, stale counters and expired denials until `stop` changes.
+async fn collect_garbage(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(GC_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        match store.collect_garbage(now, GC_RETENTION).await {
+            Ok(removed) => tracing::debug!(removed, "issuer store: garbage collected"),
+            Err(e) => tracing::warn!(error = %e, "issuer store: garbage collection failed"),
+        }
     }
 }

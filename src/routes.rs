@@ -45,8 +45,10 @@ pub struct Route {
     /// Compare the path case-sensitively (default true).
     pub case_sensitive: bool,
     pub methods: MethodSet,
-    /// Index into the snapshot's upstreams; `None` only for `policy: deny` routes.
+    /// Index into the snapshot's upstreams; `None` for `policy: deny` routes and local ones.
     pub upstream: Option<usize>,
+    /// Answered by the gateway itself (the issuer's endpoints) instead of an upstream.
+    pub local: Option<crate::issuer::Endpoint>,
     pub policy: Policy,
     /// Indices of the providers whose tokens this route accepts; `None` means all.
     pub providers: Option<Vec<usize>>,
@@ -303,6 +305,7 @@ mod tests {
             max_body_bytes: None,
             upgrades: Vec::new(),
             close_at_token_expiry: false,
+            local: None,
             strip_prefix: None,
             add_prefix: None,
             stats: RouteStats::new(),

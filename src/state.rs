@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::issuer::Issuer;
 use crate::keys::store::{KeysSpec, ProviderKeys};
 use crate::metrics::{Gauge, Histogram, RouteStats};
 use crate::proxy::client::{Upstream, UpstreamSpec};
@@ -47,6 +48,8 @@ pub struct Snapshot<U = Arc<Upstream>, K = Arc<ProviderKeys>> {
     pub access_log: bool,
     /// Verified tokens of this config; `None` when turned off.
     pub token_cache: Option<TokenCache>,
+    /// The built-in issuer, when `issuer:` is configured (its store attached by `go_live`).
+    pub issuer: Option<Arc<Issuer>>,
 }
 
 /// The compiled config as data: what `check` reads and a reload compares.
@@ -83,6 +86,7 @@ impl<U, K> Snapshot<U, K> {
             max_token_bytes: self.max_token_bytes,
             access_log: self.access_log,
             token_cache: self.token_cache,
+            issuer: self.issuer,
         })
     }
 }
@@ -104,6 +108,10 @@ impl Plan {
             *stats = staging.route_stats(name, stats);
         }
         staging.load().await?;
+        if let Some(issuer) = &snapshot.issuer {
+            let store = staging.store(&issuer.spec.store)?;
+            issuer.attach(store).await;
+        }
         let upstreams: Vec<&str> = snapshot.upstreams.iter().map(|u| &*u.spec.name).collect();
         let providers: Vec<&str> = snapshot.providers.list().iter().map(|p| &*p.name).collect();
         let routes: Vec<&str> = snapshot.routes.routes().iter().map(|r| &*r.name).collect();

@@ -95,8 +95,30 @@ impl Collector for Live {
         self.tokens(&mut e, &snapshot)?;
         self.upstreams(&mut e, &snapshot)?;
         self.connections(&mut e, &snapshot)?;
+        issuer(&mut e, &snapshot)?;
         self.config(&mut e)
     }
+}
+
+/// The issuer's events (only when `issuer:` is configured; counted since the config in force
+/// was applied).
+fn issuer(e: &mut DescriptorEncoder, snapshot: &Snapshot) -> Result<(), std::fmt::Error> {
+    let Some(issuer) = snapshot.issuer.as_deref() else {
+        return Ok(());
+    };
+    family(
+        e,
+        "issuer_events",
+        "Issuer events: logins (succeeded, failed, throttled), refreshes (refreshed, grace, reuse_detected, refused), logouts, refusals (csrf, client rate, hashing at capacity, store unavailable).",
+        None,
+        MetricType::Counter,
+        |m| {
+            for event in crate::issuer::Event::ALL {
+                counter(m, &[("event", event.as_str())], issuer.count(event))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 impl Live {

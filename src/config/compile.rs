@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod conditions;
+mod issuer;
 mod providers;
 mod routes;
 mod server;
@@ -46,7 +47,29 @@ pub fn compile(
     listeners.extend(admin_listener);
     let reload = compile_reload(&raw.reload, &mut c);
     let (upstreams, upstream_index) = compile_upstreams(&raw.upstreams, base, &mut c);
-    let providers = compile_providers(&raw.providers, base, &mut c);
+    let mut providers = compile_providers(&raw.providers, base, &mut c);
+    let issuer = raw
+        .issuer
+        .as_ref()
+        .and_then(|i| issuer::compile_issuer(i, base, &mut c));
+    let mut issuer_routes = Vec::new();
+    let issuer = issuer.map(|compiled| {
+        if let Some(clash) = providers.iter().find(|p| {
+            &*p.name == issuer::SELF_PROVIDER || p.issuer == compiled.provider.issuer
+        }) {
+            c.error(
+                None,
+                "issuer.issuer",
+                format!(
+                    "provider {} already verifies tokens of {}; the issuer adds its own provider \"{}\"",
+                    clash.name, clash.issuer, issuer::SELF_PROVIDER
+                ),
+            );
+        }
+        providers.push(compiled.provider);
+        issuer_routes = compiled.routes;
+        std::sync::Arc::new(crate::issuer::Issuer::new(compiled.spec))
+    });
     let paths = compile_paths(&raw.paths);
     let trusted_proxies = compile_trusted_proxies(&raw.server.trusted_proxies, &mut c);
     let spoofable = compile_spoofable_headers(&raw.server.spoofable_headers, &mut c);
@@ -58,7 +81,7 @@ pub fn compile(
         default_max_body_bytes: raw.server.max_body_bytes,
         paths,
         names: HashMap::new(),
-        out: Vec::new(),
+        out: issuer_routes,
     };
     routes.compile_file(file, &raw.routes, &mut c);
     for rule_file in &rule_files {
@@ -106,6 +129,7 @@ pub fn compile(
             trusted_proxies,
             access_log,
             token_cache: TokenCache::new(token_cache_settings(&raw.server)),
+            issuer,
         },
         admin,
         reload,

@@ -45,6 +45,103 @@ pub struct RawConfig {
     /// How config changes are picked up.
     #[serde(default)]
     pub reload: RawReload,
+    /// The built-in token issuer (login, refresh, logout, published keys); absent: off.
+    pub issuer: Option<RawIssuer>,
+}
+
+/// `issuer:`: Portcullis hands out access tokens and refresh cookies itself.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// `iss` of every token: the bare origin clients reach the gateway at
+    /// (`https://auth.example.com`).
+    pub issuer: Text,
+    /// `aud` of every token (at least one).
+    pub audiences: Vec<Text>,
+    /// The user file (usernames, argon2id hashes, claims), relative to this file.
+    pub users_file: Text,
+    /// `sqlite` (default: a file in `data_dir`, one node) or a `postgres://` URL (replicas).
+    pub store: Option<Text>,
+    /// Where the SQLite file and generated keys live (default `data`, relative to this file).
+    pub data_dir: Option<Text>,
+    /// PKCS#8 PEM signing keys (ES256 or EdDSA); absent: one generated in `data_dir` (SQLite
+    /// only).
+    #[serde(default)]
+    pub signing_keys: Vec<RawSigningKey>,
+    /// A file of at least 32 bytes refresh tokens are MAC'd with; absent: generated in
+    /// `data_dir` (SQLite only).
+    pub refresh_key_file: Option<Text>,
+    /// Access-token lifetime (default 10m, at most 1h).
+    pub access_token_ttl: Option<Duration>,
+    /// A refresh family unused this long ends (default 1h).
+    pub refresh_idle_ttl: Option<Duration>,
+    /// A refresh family ends this long after login whatever happens (default 8h, at most 90d).
+    pub refresh_absolute_ttl: Option<Duration>,
+    /// The previous refresh token still gets the current successor this long (default 10s,
+    /// at most 60s).
+    pub grace: Option<Duration>,
+    /// A new signing key is published this long before it signs (default 1h).
+    pub publish_ahead: Option<Duration>,
+    /// The refresh cookie's name; must start with `__Host-` (default
+    /// `__Host-portcullis-refresh`).
+    pub cookie_name: Option<Text>,
+    /// Origins besides the issuer's own allowed to POST to the endpoints.
+    #[serde(default)]
+    pub allowed_origins: Vec<Text>,
+    /// The request header the POST endpoints require with value `1` (default
+    /// `X-Portcullis-CSRF`).
+    pub csrf_header: Option<Text>,
+    /// Serve the sign-in page at `GET /auth/login` (default true).
+    pub sign_in_page: Option<bool>,
+    /// `client_id` of the access tokens (RFC 9068; default `portcullis`).
+    pub client_id: Option<Text>,
+    #[serde(default)]
+    pub login_throttle: RawLoginThrottle,
+    #[serde(default)]
+    pub client_rate: RawClientRate,
+    #[serde(default)]
+    pub hashing: RawHashing,
+}
+
+/// One signing key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigningKey {
+    pub file: Text,
+    /// Default: the key's RFC 7638 thumbprint.
+    pub kid: Option<Text>,
+}
+
+/// Per-username failure handling.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoginThrottle {
+    /// Failures before delays start (default 5).
+    pub failures: Option<i64>,
+    /// Failures are forgotten this long after the last one (default 15m).
+    pub window: Option<Duration>,
+    /// The longest delay (default 15m).
+    pub max_delay: Option<Duration>,
+}
+
+/// Login attempts per client address (a token bucket).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientRate {
+    /// Default 20.
+    pub per_minute: Option<i64>,
+    /// Default 10.
+    pub burst: Option<i64>,
+}
+
+/// Password hashing concurrency.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHashing {
+    /// Hashes at once (default: the number of cores).
+    pub concurrency: Option<usize>,
+    /// Logins waiting beyond those (default 16); more: 503.
+    pub queue: Option<usize>,
 }
 
 /// `admin:`; absent: on, at 127.0.0.1:9901.

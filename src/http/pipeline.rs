@@ -95,6 +95,8 @@ pub struct Authorized<'s> {
     pub upgrade: Option<HeaderValue>,
     /// Unix seconds from which the verified token is refused (for tunnels that close then).
     pub token_refuse_from: Option<f64>,
+    /// The client's address as believed (trusted proxies applied), for local endpoints.
+    pub client: IpAddr,
 }
 
 /// Steps 3–9: limits, target, route, token, claim policy and header rewrite. Nothing is sent
@@ -142,6 +144,24 @@ pub async fn authorize<'s, O: Observer<'s>>(
     let (claims, refuse_from, credentials) = match &route.policy {
         Policy::Deny(DenyAs::Forbidden) => return Err(RequestError::RuleDenied),
         Policy::Deny(DenyAs::NotFound) => return Err(RequestError::NoRoute),
+        Policy::Public if route.local.is_some() => {
+            // Answered here (the issuer): it reads the request as sent, its cookie included.
+            observer.token(TokenSeen::NotRead);
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            return Ok(Authorized {
+                route,
+                client: snapshot.trusted_proxies.client(peer.ip, &parts.headers),
+                parts,
+                path_and_query,
+                declared_length,
+                upgrade: None,
+                token_refuse_from: None,
+            });
+        }
         Policy::Public => {
             observer.token(TokenSeen::NotRead);
             (None, None, None)
@@ -203,6 +223,10 @@ pub async fn authorize<'s, O: Observer<'s>>(
     let trusted = snapshot.trusted_proxies.contains(peer.ip);
     let upgrade = upgrade::requested(parts.version, &parts.headers, &route.upgrades);
     headers::sanitize_request(&mut parts.headers, route, &snapshot.header_rules, trusted)?;
+    if let Some(issuer) = &snapshot.issuer {
+        // The refresh cookie is the issuer's alone: no upstream ever sees it.
+        crate::issuer::strip_cookie(&mut parts.headers, &issuer.spec.cookie_name);
+    }
     if let Some(plan) = credentials {
         plan.apply(&mut parts.headers);
     }
@@ -252,6 +276,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
         declared_length,
         upgrade,
         token_refuse_from: refuse_from.filter(|_| route.close_at_token_expiry),
+        client: peer.ip,
     })
 }
 
@@ -278,7 +303,13 @@ pub async fn dispatch(
         declared_length,
         upgrade,
         token_refuse_from,
+        client,
     } = authorized;
+    if let (Some(endpoint), Some(issuer)) = (route.local, snapshot.issuer.as_deref()) {
+        let body = limits::limit_body(declared_length, body, route.max_body_bytes)?;
+        let reply = issuer.serve(endpoint, &parts, body, client).await;
+        return Ok(reply.map(Either::Right));
+    }
     let client_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -325,6 +356,9 @@ pub async fn dispatch(
         // A 101 nobody asked for cannot be relayed: the client connection stays HTTP.
         _ if switched => return Err(UpstreamError::BadUpgrade.into()),
         _ => headers::rewrite_response(response.headers_mut()),
+    }
+    if let Some(issuer) = &snapshot.issuer {
+        crate::issuer::drop_set_cookie(response.headers_mut(), &issuer.spec.cookie_name);
     }
     Ok(response.map(|body| Either::Left(UpstreamBody::new(body, slot))))
 }

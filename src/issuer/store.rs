@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes one family (a no-op on a revoked or unknown one); true when this call did.
     fn revoke_family<'a>(&'a self, id: &'a str, now: i64, reason: &'a str)
     -> StoreFuture<'a, bool>;
+    /// The subject of a live (not revoked, not expired) family.
+    fn family_subject<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, Option<String>>;
     /// Revokes every live family of `sub`; how many.
     fn revoke_subject<'a>(
         &'a self,

@@ -114,6 +114,7 @@ impl RouteCompiler<'_> {
             max_body_bytes: r.max_body_bytes.or(self.default_max_body_bytes),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
             close_at_token_expiry: r.close_at_token_expiry,
+            local: None,
             strip_prefix: r
                 .strip_prefix
                 .as_deref()

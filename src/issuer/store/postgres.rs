@@ -263,6 +263,14 @@ impl Store for PostgresStore {
         })
     }
 
+    fn family_subject<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, Option<String>> {
+        self.call(move |client| async move {
+            Ok(query_opt(&client, sql::FAMILY_SUBJECT, &[&id, &now])
+                .await?
+                .map(|row| row.get(0)))
+        })
+    }
+
     fn revoke_subject<'a>(
         &'a self,
         sub: &'a str,

@@ -64,6 +64,10 @@ pub const READ_FAMILY: &str =
     "SELECT sub, generation, expires_at, last_used, rotated_at, revoked_at
     FROM refresh_families WHERE id = $1";
 
+/// $1 id, $2 now.
+pub const FAMILY_SUBJECT: &str = "SELECT sub FROM refresh_families
+    WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2";
+
 /// $1 id, $2 now, $3 reason.
 pub const REVOKE_FAMILY: &str = "UPDATE refresh_families SET revoked_at = $2, revoke_reason = $3
     WHERE id = $1 AND revoked_at IS NULL";

@@ -214,6 +214,15 @@ impl Store for SqliteStore {
         })
     }
 
+    fn family_subject<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, Option<String>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.prepare_cached(&local(sql::FAMILY_SUBJECT))
+                .and_then(|mut s| s.query_row(params![id, now], |row| row.get(0)).optional())
+                .map_err(failed)
+        })
+    }
+
     fn revoke_subject<'a>(
         &'a self,
         sub: &'a str,
