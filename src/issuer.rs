@@ -67,10 +67,30 @@ impl Endpoint {
     /// Every endpoint with its method and path (the routes compile adds).
     pub const ALL: [(Endpoint, Method, &'static str, &'static str); 7] = [
         (Endpoint::Login, Method::POST, "/auth/login", "issuer-login"),
-        (Endpoint::SignInPage, Method::GET, "/auth/login", "issuer-sign-in-page"),
-        (Endpoint::Refresh, Method::POST, "/auth/refresh", "issuer-refresh"),
-        (Endpoint::Logout, Method::POST, "/auth/logout", "issuer-logout"),
-        (Endpoint::Jwks, Method::GET, "/.well-known/jwks.json", "issuer-jwks"),
+        (
+            Endpoint::SignInPage,
+            Method::GET,
+            "/auth/login",
+            "issuer-sign-in-page",
+        ),
+        (
+            Endpoint::Refresh,
+            Method::POST,
+            "/auth/refresh",
+            "issuer-refresh",
+        ),
+        (
+            Endpoint::Logout,
+            Method::POST,
+            "/auth/logout",
+            "issuer-logout",
+        ),
+        (
+            Endpoint::Jwks,
+            Method::GET,
+            "/.well-known/jwks.json",
+            "issuer-jwks",
+        ),
         (
             Endpoint::Metadata,
             Method::GET,
@@ -212,7 +232,10 @@ fn json_reply(status: StatusCode, body: &Value) -> Reply {
 }
 
 fn error_reply(status: StatusCode, error: &str, description: &str) -> Reply {
-    json_reply(status, &json!({"error": error, "error_description": description}))
+    json_reply(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
 }
 
 fn with_cookie(mut reply: Reply, set_cookie: &str) -> Reply {
@@ -223,10 +246,15 @@ fn with_cookie(mut reply: Reply, set_cookie: &str) -> Reply {
 }
 
 fn unavailable(retry_after: &'static str, what: &str) -> Reply {
-    let mut reply = error_reply(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", what);
-    reply
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    let mut reply = error_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        what,
+    );
+    reply.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from_static(retry_after),
+    );
     reply
 }
 
@@ -361,13 +389,21 @@ impl Issuer {
     }
 
     /// A signed access token for `sub` with `claims`, and its lifetime in seconds.
-    async fn access_token(&self, sub: &str, claims: &Map<String, Value>) -> Result<(String, u64), Reply> {
+    async fn access_token(
+        &self,
+        sub: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<(String, u64), Reply> {
         let store_down = |_| unavailable("5", "token store unavailable");
         let schedule = self.schedule().await.map_err(store_down)?;
         let now_ms = self.clock.now_ms();
-        let key = signing::signer(&schedule, now_ms, self.spec.publish_ahead.as_millis() as i64)
-            .and_then(|i| self.spec.keys.get(i))
-            .ok_or_else(|| unavailable("5", "no signing key"))?;
+        let key = signing::signer(
+            &schedule,
+            now_ms,
+            self.spec.publish_ahead.as_millis() as i64,
+        )
+        .and_then(|i| self.spec.keys.get(i))
+        .ok_or_else(|| unavailable("5", "no signing key"))?;
         let now = now_ms / 1000;
         let ttl = self.spec.access_ttl.as_secs();
         let mut body = claims.clone();
@@ -394,14 +430,24 @@ impl Issuer {
         Ok((token, ttl))
     }
 
-    fn token_reply(&self, token: String, expires_in: u64, cookie_value: &str, max_age: i64) -> Reply {
+    fn token_reply(
+        &self,
+        token: String,
+        expires_in: u64,
+        cookie_value: &str,
+        max_age: i64,
+    ) -> Reply {
         let reply = json_reply(
             StatusCode::OK,
             &json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}),
         );
         with_cookie(
             reply,
-            &cookie::set(&self.spec.cookie_name, cookie_value, (max_age / 1000).max(0) as u64),
+            &cookie::set(
+                &self.spec.cookie_name,
+                cookie_value,
+                (max_age / 1000).max(0) as u64,
+            ),
         )
     }
 
@@ -411,7 +457,13 @@ impl Issuer {
 
     /// Serves one request to endpoint `endpoint`; `client` is the client address as the
     /// gateway believes it (trusted proxies applied).
-    pub async fn serve<B>(&self, endpoint: Endpoint, parts: &Parts, body: B, client: IpAddr) -> Reply
+    pub async fn serve<B>(
+        &self,
+        endpoint: Endpoint,
+        parts: &Parts,
+        body: B,
+        client: IpAddr,
+    ) -> Reply
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -419,8 +471,10 @@ impl Issuer {
         let mut reply = match endpoint {
             Endpoint::Jwks => {
                 let mut r = json_reply(StatusCode::OK, &self.jwks());
-                r.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+                r.headers_mut().insert(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                );
                 r.headers_mut().remove(http::header::PRAGMA);
                 return r;
             }
@@ -434,8 +488,10 @@ impl Issuer {
                         "token_endpoint": format!("{base}/auth/login"),
                     }),
                 );
-                r.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+                r.headers_mut().insert(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                );
                 r.headers_mut().remove(http::header::PRAGMA);
                 return r;
             }
@@ -446,14 +502,19 @@ impl Issuer {
                 }
             }
         };
-        reply.headers_mut().insert(
-            VARY,
-            HeaderValue::from_static("Origin, Sec-Fetch-Site"),
-        );
+        reply
+            .headers_mut()
+            .insert(VARY, HeaderValue::from_static("Origin, Sec-Fetch-Site"));
         reply
     }
 
-    async fn post<B>(&self, endpoint: Endpoint, parts: &Parts, body: B, client: IpAddr) -> Result<Reply, Reply>
+    async fn post<B>(
+        &self,
+        endpoint: Endpoint,
+        parts: &Parts,
+        body: B,
+        client: IpAddr,
+    ) -> Result<Reply, Reply>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -495,15 +556,31 @@ impl Issuer {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let too_large = || error_reply(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "body too large");
+        let too_large = || {
+            error_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "body too large",
+            )
+        };
         match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(_)) => Err(too_large()),
-            Err(_) => Err(error_reply(StatusCode::REQUEST_TIMEOUT, "invalid_request", "body too slow")),
+            Err(_) => Err(error_reply(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "body too slow",
+            )),
         }
     }
 
-    async fn login<B>(&self, store: &dyn Store, parts: &Parts, body: B, client: IpAddr) -> Result<Reply, Reply>
+    async fn login<B>(
+        &self,
+        store: &dyn Store,
+        parts: &Parts,
+        body: B,
+        client: IpAddr,
+    ) -> Result<Reply, Reply>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -511,9 +588,17 @@ impl Issuer {
         let now = self.clock.now_ms();
         // Step 2: the client address's bucket.
         let key = format!("ip:{client}");
-        if !store.take_token(&key, now, self.spec.client_rate).await.map_err(|e| self.store_down(e))? {
+        if !store
+            .take_token(&key, now, self.spec.client_rate)
+            .await
+            .map_err(|e| self.store_down(e))?
+        {
             self.note(Event::ClientRateLimited);
-            let mut r = error_reply(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many login attempts from this address");
+            let mut r = error_reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many login attempts from this address",
+            );
             let wait = 60 / self.spec.client_rate.per_minute.max(1);
             if let Ok(v) = HeaderValue::from_str(&wait.max(1).to_string()) {
                 r.headers_mut().insert(http::header::RETRY_AFTER, v);
@@ -522,7 +607,10 @@ impl Issuer {
         }
         // Step 3: the body.
         let body = Self::read_body(body).await?;
-        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         let Some((username, password)) = credentials(content_type, &body) else {
             return Err(error_reply(
                 StatusCode::BAD_REQUEST,
@@ -533,14 +621,25 @@ impl Issuer {
         // Step 4: a username held after repeated failures gets the same answer as a wrong
         // password, after the same work.
         let window = self.spec.throttle.window.as_millis() as i64;
-        let failures = store.failures(&username, now, window).await.map_err(|e| self.store_down(e))?;
-        let held = now < self.spec.throttle.held_until(failures.count, failures.last_at);
+        let failures = store
+            .failures(&username, now, window)
+            .await
+            .map_err(|e| self.store_down(e))?;
+        let held = now
+            < self
+                .spec
+                .throttle
+                .held_until(failures.count, failures.last_at);
         let user = self.spec.users.by_name.get(&username);
         // Step 5: the hash, bounded.
         let Some(hasher) = self.hasher() else {
             return Err(unavailable("1", "password hashing unavailable"));
         };
-        let stored = if held { None } else { user.map(|u| u.hash.clone()) };
+        let stored = if held {
+            None
+        } else {
+            user.map(|u| u.hash.clone())
+        };
         let matched = match hasher.check(password, stored).await {
             Ok(matched) => matched,
             Err(Busy::Overloaded) => {
@@ -554,21 +653,36 @@ impl Issuer {
                 self.note(Event::LoginThrottled);
             } else {
                 self.note(Event::LoginFailed);
-                store.record_failure(&username, now, window).await.map_err(|e| self.store_down(e))?;
+                store
+                    .record_failure(&username, now, window)
+                    .await
+                    .map_err(|e| self.store_down(e))?;
             }
             return Err(login_refused());
         };
         if failures.count > 0 {
-            store.clear_failures(&username).await.map_err(|e| self.store_down(e))?;
+            store
+                .clear_failures(&username)
+                .await
+                .map_err(|e| self.store_down(e))?;
         }
         let family = refresh::new_family_id().ok_or_else(|| unavailable("1", "no randomness"))?;
         let expires_at = now + self.spec.refresh_absolute.as_millis() as i64;
         store
-            .create_family(&NewFamily { id: family.clone(), sub: username.clone(), now, expires_at })
+            .create_family(&NewFamily {
+                id: family.clone(),
+                sub: username.clone(),
+                now,
+                expires_at,
+            })
             .await
             .map_err(|e| self.store_down(e))?;
         let (token, ttl) = self.access_token(&username, &user.claims).await?;
-        let cookie_value = self.spec.refresh_key.token(&family, 1).ok_or_else(|| unavailable("1", "token"))?;
+        let cookie_value = self
+            .spec
+            .refresh_key
+            .token(&family, 1)
+            .ok_or_else(|| unavailable("1", "token"))?;
         self.note(Event::LoginSucceeded);
         Ok(self.token_reply(token, ttl, &cookie_value, expires_at - now))
     }
@@ -602,7 +716,11 @@ impl Issuer {
             Rotation::ReuseDetected => {
                 self.note(Event::ReuseDetected);
                 tracing::warn!(target: "security", "refresh token reuse detected: family revoked");
-                return Err(self.clear_cookie(error_reply(StatusCode::UNAUTHORIZED, "invalid_grant", "refresh token reused: session revoked")));
+                return Err(self.clear_cookie(error_reply(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_grant",
+                    "refresh token reused: session revoked",
+                )));
             }
             Rotation::Revoked => return Err(refused("session revoked")),
             Rotation::Expired => return Err(refused("session expired")),
@@ -610,7 +728,10 @@ impl Issuer {
         };
         // Step 4: a user removed from the user file loses every session.
         let Some(user) = self.spec.users.by_name.get(&family.sub) else {
-            store.revoke_subject(&family.sub, now, "user_removed").await.map_err(|e| self.store_down(e))?;
+            store
+                .revoke_subject(&family.sub, now, "user_removed")
+                .await
+                .map_err(|e| self.store_down(e))?;
             return Err(refused("unknown user"));
         };
         // Step 5.
@@ -642,20 +763,38 @@ impl Issuer {
         if let Some(p) = presented {
             if everywhere {
                 if let Some(sub) = self.subject_of(store, &p.family, now).await? {
-                    revoked = store.revoke_subject(&sub, now, "logout_everywhere").await.map_err(|e| self.store_down(e))?;
+                    revoked = store
+                        .revoke_subject(&sub, now, "logout_everywhere")
+                        .await
+                        .map_err(|e| self.store_down(e))?;
                 }
-            } else if store.revoke_family(&p.family, now, "logout").await.map_err(|e| self.store_down(e))? {
+            } else if store
+                .revoke_family(&p.family, now, "logout")
+                .await
+                .map_err(|e| self.store_down(e))?
+            {
                 revoked = 1;
             }
         }
         self.note(Event::Logout);
-        let reply = json_reply(StatusCode::OK, &json!({"logged_out": true, "sessions_revoked": revoked}));
+        let reply = json_reply(
+            StatusCode::OK,
+            &json!({"logged_out": true, "sessions_revoked": revoked}),
+        );
         Ok(self.clear_cookie(reply))
     }
 
     /// The subject of a live family (`None`: unknown, revoked or expired), without moving it.
-    async fn subject_of(&self, store: &dyn Store, family: &str, now: i64) -> Result<Option<String>, Reply> {
-        store.family_subject(family, now).await.map_err(|e| self.store_down(e))
+    async fn subject_of(
+        &self,
+        store: &dyn Store,
+        family: &str,
+        now: i64,
+    ) -> Result<Option<String>, Reply> {
+        store
+            .family_subject(family, now)
+            .await
+            .map_err(|e| self.store_down(e))
     }
 }
 
@@ -701,10 +840,27 @@ mod tests {
     fn credentials_from_json_or_form() {
         let json = Some("application/json");
         let form = Some("application/x-www-form-urlencoded; charset=utf-8");
-        let rows: Vec<(Option<&str>, &[u8], Option<(&str, &[u8])>)> = vec![
-            (json, br#"{"username":"alice","password":"pw"}"#, Some(("alice", b"pw"))),
-            (None, br#"{"username":"alice","password":"pw"}"#, Some(("alice", b"pw"))),
-            (form, b"username=alice&password=p%40ss+word", Some(("alice", b"p@ss word"))),
+        type Row = (
+            Option<&'static str>,
+            &'static [u8],
+            Option<(&'static str, &'static [u8])>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                json,
+                br#"{"username":"alice","password":"pw"}"#,
+                Some(("alice", b"pw")),
+            ),
+            (
+                None,
+                br#"{"username":"alice","password":"pw"}"#,
+                Some(("alice", b"pw")),
+            ),
+            (
+                form,
+                b"username=alice&password=p%40ss+word",
+                Some(("alice", b"p@ss word")),
+            ),
             (form, b"username=alice&password=a&password=b", None),
             (form, b"username=alice", None),
             (form, b"username=alice&password=", None),
@@ -726,14 +882,23 @@ mod tests {
     fn the_issuer_cookie_never_crosses_the_proxy() {
         let name = "__Host-portcullis-refresh";
         let mut request = http::HeaderMap::new();
-        request.append(COOKIE, HeaderValue::from_static("a=1; __Host-portcullis-refresh=t"));
-        request.append(COOKIE, HeaderValue::from_static("__Host-portcullis-refresh=u"));
+        request.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Host-portcullis-refresh=t"),
+        );
+        request.append(
+            COOKIE,
+            HeaderValue::from_static("__Host-portcullis-refresh=u"),
+        );
         strip_cookie(&mut request, name);
         let left: Vec<_> = request.get_all(COOKIE).iter().collect();
         assert_eq!(left, vec!["a=1"]);
         let mut response = http::HeaderMap::new();
         response.append(SET_COOKIE, HeaderValue::from_static("sid=1; Path=/"));
-        response.append(SET_COOKIE, HeaderValue::from_static("__Host-portcullis-refresh=evil; Path=/"));
+        response.append(
+            SET_COOKIE,
+            HeaderValue::from_static("__Host-portcullis-refresh=evil; Path=/"),
+        );
         drop_set_cookie(&mut response, name);
         let left: Vec<_> = response.get_all(SET_COOKIE).iter().collect();
         assert_eq!(left, vec!["sid=1; Path=/"]);

@@ -16,7 +16,15 @@ use super::password::StoredHash;
 
 /// Claims the issuer sets itself; a user file may not.
 pub const RESERVED: &[&str] = &[
-    "iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "client_id",
+    "iss",
+    "aud",
+    "sub",
+    "iat",
+    "nbf",
+    "exp",
+    "jti",
+    "typ",
+    "client_id",
 ];
 
 /// Longest username, in bytes.
@@ -95,7 +103,10 @@ pub fn parse(text: &str) -> (Users, Findings) {
         if let Some(reserved) = user.claims.keys().find(|k| RESERVED.contains(&k.as_str())) {
             findings.errors.push((
                 format!("{key}.claims.{reserved}"),
-                format!("the issuer sets {reserved} itself (reserved: {})", RESERVED.join(", ")),
+                format!(
+                    "the issuer sets {reserved} itself (reserved: {})",
+                    RESERVED.join(", ")
+                ),
             ));
             continue;
         }

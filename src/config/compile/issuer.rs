@@ -49,7 +49,12 @@ fn bounded(
         c.error(
             None,
             key,
-            format!("expected {} to {}, found {}", humantime::format_duration(min), humantime::format_duration(max), humantime::format_duration(d)),
+            format!(
+                "expected {} to {}, found {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max),
+                humantime::format_duration(d)
+            ),
         );
     }
     d
@@ -73,13 +78,17 @@ fn origin_of(issuer: &str) -> Result<(String, bool), String> {
 }
 
 /// Reads `path`, or makes it with `make` (mode 0600) when it does not exist.
-fn read_or_generate(path: &Path, make: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
+fn read_or_generate(
+    path: &Path,
+    make: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, String> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let bytes = make()?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
@@ -112,9 +121,17 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
             String::new()
         }
     };
-    let audiences: Vec<String> = raw.audiences.iter().map(|a| a.as_str().to_string()).collect();
+    let audiences: Vec<String> = raw
+        .audiences
+        .iter()
+        .map(|a| a.as_str().to_string())
+        .collect();
     if audiences.is_empty() || audiences.iter().any(String::is_empty) {
-        c.error(None, "issuer.audiences", "expected at least one non-empty audience");
+        c.error(
+            None,
+            "issuer.audiences",
+            "expected at least one non-empty audience",
+        );
     }
     let data_dir = resolve(base, raw.data_dir.as_ref().map_or("data", |d| d.as_str()));
     let store = match raw.store.as_ref().map(|s| s.as_str()) {
@@ -123,7 +140,14 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
             StoreSpec::Postgres(url.to_string())
         }
         Some(other) => {
-            c.error(None, "issuer.store", format!("expected sqlite or a postgres:// URL, found {:?}", crate::issuer::store::postgres::redact(other)));
+            c.error(
+                None,
+                "issuer.store",
+                format!(
+                    "expected sqlite or a postgres:// URL, found {:?}",
+                    crate::issuer::store::postgres::redact(other)
+                ),
+            );
             StoreSpec::Sqlite(data_dir.join("issuer.sqlite"))
         }
     };
@@ -136,8 +160,10 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
         } else {
             let path = data_dir.join("signing-key.pem");
             c.source(&path);
-            match read_or_generate(&path, || signing::generate_es256_pem().map(String::into_bytes))
-                .and_then(|pem| SigningKey::from_pem(&pem, None))
+            match read_or_generate(&path, || {
+                signing::generate_es256_pem().map(String::into_bytes)
+            })
+            .and_then(|pem| SigningKey::from_pem(&pem, None))
             {
                 Ok(key) => keys.push(key),
                 Err(e) => c.error(None, "issuer.data_dir", e),
@@ -152,8 +178,15 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
             .and_then(|pem| SigningKey::from_pem(&pem, k.kid.as_ref().map(|t| t.as_str())))
         {
             Ok(signing_key) => {
-                if keys.iter().any(|other: &SigningKey| other.kid == signing_key.kid) {
-                    c.error(None, format!("{key}.kid"), format!("kid {:?} is used twice", signing_key.kid));
+                if keys
+                    .iter()
+                    .any(|other: &SigningKey| other.kid == signing_key.kid)
+                {
+                    c.error(
+                        None,
+                        format!("{key}.kid"),
+                        format!("kid {:?} is used twice", signing_key.kid),
+                    );
                 }
                 keys.push(signing_key);
             }
@@ -179,7 +212,14 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
     let refresh_key = match secret {
         Ok(bytes) if bytes.len() >= MIN_REFRESH_KEY => Some(RefreshKey::new(&bytes)),
         Ok(bytes) => {
-            c.error(None, "issuer.refresh_key_file", format!("expected at least {MIN_REFRESH_KEY} bytes, found {}", bytes.len()));
+            c.error(
+                None,
+                "issuer.refresh_key_file",
+                format!(
+                    "expected at least {MIN_REFRESH_KEY} bytes, found {}",
+                    bytes.len()
+                ),
+            );
             None
         }
         Err(e) => {
@@ -194,34 +234,96 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
         Ok(text) => {
             let (users, findings) = users::parse(&text);
             for (key, message) in findings.errors {
-                c.error(None, format!("issuer.users_file: {}: {key}", users_path.display()), message);
+                c.error(
+                    None,
+                    format!("issuer.users_file: {}: {key}", users_path.display()),
+                    message,
+                );
             }
             for (key, message) in findings.warnings {
-                c.warn(None, format!("issuer.users_file: {}: {key}", users_path.display()), message);
+                c.warn(
+                    None,
+                    format!("issuer.users_file: {}: {key}", users_path.display()),
+                    message,
+                );
             }
             users
         }
         Err(e) => {
-            c.error(None, "issuer.users_file", format!("cannot read {}: {e}", users_path.display()));
+            c.error(
+                None,
+                "issuer.users_file",
+                format!("cannot read {}: {e}", users_path.display()),
+            );
             users::Users::default()
         }
     };
 
     let minute = Duration::from_secs(60);
     let hour = 60 * minute;
-    let access_ttl = bounded(raw.access_token_ttl, 10 * minute, (minute, hour), "issuer.access_token_ttl", c);
-    let refresh_idle = bounded(raw.refresh_idle_ttl, hour, (minute, 90 * 24 * hour), "issuer.refresh_idle_ttl", c);
-    let refresh_absolute = bounded(raw.refresh_absolute_ttl, 8 * hour, (minute, 90 * 24 * hour), "issuer.refresh_absolute_ttl", c);
-    let grace = bounded(raw.grace, Duration::from_secs(10), (Duration::ZERO, minute), "issuer.grace", c);
-    let publish_ahead = bounded(raw.publish_ahead, hour, (Duration::ZERO, 30 * 24 * hour), "issuer.publish_ahead", c);
-    let window = bounded(raw.login_throttle.window, 15 * minute, (Duration::from_secs(1), 24 * hour), "issuer.login_throttle.window", c);
-    let max_delay = bounded(raw.login_throttle.max_delay, 15 * minute, (Duration::from_secs(1), 24 * hour), "issuer.login_throttle.max_delay", c);
-    let cookie_name = raw.cookie_name.as_ref().map_or(cookie::DEFAULT_NAME, |n| n.as_str()).to_string();
+    let access_ttl = bounded(
+        raw.access_token_ttl,
+        10 * minute,
+        (minute, hour),
+        "issuer.access_token_ttl",
+        c,
+    );
+    let refresh_idle = bounded(
+        raw.refresh_idle_ttl,
+        hour,
+        (minute, 90 * 24 * hour),
+        "issuer.refresh_idle_ttl",
+        c,
+    );
+    let refresh_absolute = bounded(
+        raw.refresh_absolute_ttl,
+        8 * hour,
+        (minute, 90 * 24 * hour),
+        "issuer.refresh_absolute_ttl",
+        c,
+    );
+    let grace = bounded(
+        raw.grace,
+        Duration::from_secs(10),
+        (Duration::ZERO, minute),
+        "issuer.grace",
+        c,
+    );
+    let publish_ahead = bounded(
+        raw.publish_ahead,
+        hour,
+        (Duration::ZERO, 30 * 24 * hour),
+        "issuer.publish_ahead",
+        c,
+    );
+    let window = bounded(
+        raw.login_throttle.window,
+        15 * minute,
+        (Duration::from_secs(1), 24 * hour),
+        "issuer.login_throttle.window",
+        c,
+    );
+    let max_delay = bounded(
+        raw.login_throttle.max_delay,
+        15 * minute,
+        (Duration::from_secs(1), 24 * hour),
+        "issuer.login_throttle.max_delay",
+        c,
+    );
+    let cookie_name = raw
+        .cookie_name
+        .as_ref()
+        .map_or(cookie::DEFAULT_NAME, |n| n.as_str())
+        .to_string();
     let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if !cookie_name.starts_with("__Host-") || !cookie_name.bytes().all(token_char) {
         c.error(None, "issuer.cookie_name", "expected a cookie name starting with __Host- (the browser then refuses it over HTTP, from a subdomain, or with a Domain)");
     }
-    let csrf_header = match HeaderName::try_from(raw.csrf_header.as_ref().map_or("x-portcullis-csrf", |h| h.as_str())) {
+    let csrf_header = match HeaderName::try_from(
+        raw.csrf_header
+            .as_ref()
+            .map_or("x-portcullis-csrf", |h| h.as_str()),
+    ) {
         Ok(h) => h,
         Err(_) => {
             c.error(None, "issuer.csrf_header", "expected a header name");
@@ -231,14 +333,24 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
     let mut allowed_origins = Vec::new();
     for (i, o) in raw.allowed_origins.iter().enumerate() {
         match origin_of(o.as_str()) {
-            Ok((origin, false)) if origin == o.as_str().trim_end_matches('/') => allowed_origins.push(origin),
-            _ => c.error(None, format!("issuer.allowed_origins[{i}]"), "expected an origin: https://host[:port], no path"),
+            Ok((origin, false)) if origin == o.as_str().trim_end_matches('/') => {
+                allowed_origins.push(origin)
+            }
+            _ => c.error(
+                None,
+                format!("issuer.allowed_origins[{i}]"),
+                "expected an origin: https://host[:port], no path",
+            ),
         }
     }
     let per_minute = raw.client_rate.per_minute.unwrap_or(20);
     let burst = raw.client_rate.burst.unwrap_or(10);
     if !(1..=100_000).contains(&per_minute) || !(1..=100_000).contains(&burst) {
-        c.error(None, "issuer.client_rate", "per_minute and burst are 1–100000");
+        c.error(
+            None,
+            "issuer.client_rate",
+            "per_minute and burst are 1–100000",
+        );
     }
     let failures = raw.login_throttle.failures.unwrap_or(5);
     if !(1..=1000).contains(&failures) {
@@ -256,7 +368,9 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
     let refresh_key = refresh_key?;
 
     // The provider that verifies these tokens: the public keys, as a local JWKS.
-    let document = serde_json::json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string();
+    let document =
+        serde_json::json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+            .to_string();
     let algorithms: Vec<Algorithm> = {
         let mut a: Vec<Algorithm> = keys.iter().map(|k| k.alg).collect();
         a.dedup();
@@ -270,13 +384,19 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
         }
     };
     let mut fingerprint = [0u8; 32];
-    fingerprint.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, document.as_bytes()).as_ref());
+    fingerprint.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, document.as_bytes()).as_ref(),
+    );
     let provider = Provider {
         name: SELF_PROVIDER.into(),
         issuer: issuer.clone(),
         audiences: Some(audiences.clone()),
         algorithms,
-        keys: KeysSpec { local, fingerprint, remote: None },
+        keys: KeysSpec {
+            local,
+            fingerprint,
+            remote: None,
+        },
         leeway: super::DEFAULT_LEEWAY_SECS,
         require_exp: true,
         types: Some(vec!["at+jwt".into()]),
@@ -308,7 +428,12 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
                 add_prefix: None,
                 upgrades: Vec::new(),
                 close_at_token_expiry: false,
-                origin: RuleOrigin { file: file.clone(), line: 0, column: 0, index },
+                origin: RuleOrigin {
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    index,
+                },
                 stats: RouteStats::new(),
             })
         })
@@ -318,7 +443,11 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
             issuer,
             origin,
             audiences,
-            client_id: raw.client_id.as_ref().map_or("portcullis", |t| t.as_str()).to_string(),
+            client_id: raw
+                .client_id
+                .as_ref()
+                .map_or("portcullis", |t| t.as_str())
+                .to_string(),
             store,
             keys,
             refresh_key,
@@ -332,7 +461,11 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
             allowed_origins,
             csrf_header,
             sign_in_page,
-            throttle: UserThrottle { free: failures, window, max_delay },
+            throttle: UserThrottle {
+                free: failures,
+                window,
+                max_delay,
+            },
             client_rate: crate::issuer::store::Bucket { per_minute, burst },
             hashing_permits,
             hashing_queue: raw.hashing.queue.unwrap_or(16),
