@@ -3,137 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{GatewayYaml, TestGateway, TestUpstream, Workdir, pki, tls_client};
+use common::issuer::{COOKIE_NAME, base64_url, refresh_cookie, setup, token_of};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
-
-const COOKIE_NAME: &str = "__Host-portcullis-refresh";
-
-struct Setup {
-    gw: TestGateway,
-    upstream: TestUpstream,
-    client: reqwest::Client,
-}
-
-fn users_file(work: &Workdir) {
-    let alice = portcullis::issuer::password::hash(b"alice-password").unwrap();
-    let bob = portcullis::issuer::password::hash(b"bob-password").unwrap();
-    work.write(
-        "users.yaml",
-        &format!(
-            "users:\n  alice:\n    password_hash: \"{alice}\"\n    claims:\n      roles: [admin]\n      tenant: acme\n  bob:\n    password_hash: \"{bob}\"\n    claims:\n      roles: [viewer]\n"
-        ),
-    );
-}
-
-async fn setup(extra: &str) -> Setup {
-    portcullis::tls::install_crypto_provider();
-    let upstream = TestUpstream::start().await;
-    let work = Workdir::new();
-    let pki = pki(&work);
-    users_file(&work);
-    let issuer = format!(
-        "issuer:\n  issuer: https://localhost\n  audiences: [api]\n  users_file: users.yaml\n  data_dir: state\n  allowed_origins: [https://app.example]\n{extra}"
-    );
-    let gw = GatewayYaml::new()
-        .https_only(&pki.cert, &pki.key)
-        .upstream("app", &upstream.url())
-        .routes(
-            "- name: admin\n  prefix: /api/admin\n  upstream: app\n  providers: [self]\n  require:\n    claim: roles\n    contains: admin\n- name: api\n  prefix: /api\n  upstream: app\n  providers: [self]\n  policy: authenticated\n- name: open\n  prefix: /public\n  upstream: app\n  policy: public\n",
-        )
-        .top(&issuer)
-        .start_in(work)
-        .await;
-    Setup {
-        gw,
-        upstream,
-        client: tls_client(&pki.ca_pem, false),
-    }
-}
-
-impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.gw.addr(0).port())
-    }
-
-    async fn post(&self, path: &str, cookie: Option<&str>, body: Value) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.url(path))
-            .header("x-portcullis-csrf", "1")
-            .json(&body);
-        if let Some(c) = cookie {
-            request = request.header(COOKIE, format!("{COOKIE_NAME}={c}"));
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn login(&self, user: &str, password: &str) -> reqwest::Response {
-        self.post(
-            "/auth/login",
-            None,
-            json!({"username": user, "password": password}),
-        )
-        .await
-    }
-
-    async fn get(&self, path: &str, token: &str) -> u16 {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    fn issuer(&self) -> Arc<portcullis::issuer::Issuer> {
-        self.gw
-            .gateway
-            .state
-            .snapshot
-            .load()
-            .issuer
-            .clone()
-            .unwrap()
-    }
-}
-
-/// The refresh cookie's value and its whole `Set-Cookie` line.
-fn refresh_cookie(response: &reqwest::Response) -> (String, String) {
-    let line = response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|l| l.starts_with(&format!("{COOKIE_NAME}=")))
-        .expect("a refresh cookie");
-    let value = line
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_string();
-    (value, line)
-}
-
-async fn token_of(response: reqwest::Response) -> (String, String, u64) {
-    assert_eq!(response.status(), 200);
-    let (cookie, _) = refresh_cookie(&response);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["token_type"], "Bearer");
-    (
-        body["access_token"].as_str().unwrap().to_string(),
-        cookie,
-        body["expires_in"].as_u64().unwrap(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_flow_over_tls() {
@@ -236,13 +110,6 @@ async fn the_whole_flow_over_tls() {
             .status(),
         200
     );
-}
-
-fn base64_url(text: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,4 +338,36 @@ async fn keys_and_metadata_are_published() {
     // GET on the POST endpoints: the route table says 405.
     let get = s.client.get(s.url("/auth/refresh")).send().await.unwrap();
     assert_eq!(get.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_refreshes_of_one_cookie_have_one_successor() {
+    let s = setup("").await;
+    let (_, cookie, _) = token_of(s.login("alice", "alice-password").await).await;
+    let s = std::sync::Arc::new(s);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (s, cookie) = (s.clone(), cookie.clone());
+        calls.spawn(async move {
+            let r = s.post("/auth/refresh", Some(&cookie), json!({})).await;
+            let status = r.status().as_u16();
+            let successor = (status == 200).then(|| refresh_cookie(&r).0);
+            (status, successor)
+        });
+    }
+    let mut successors = std::collections::HashSet::new();
+    let mut ok = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (status, successor) = joined.unwrap();
+        assert!(status == 200 || status == 401, "status {status}");
+        if let Some(c) = successor {
+            ok += 1;
+            successors.insert(c);
+        }
+    }
+    assert_eq!(successors.len(), 1, "exactly one successor");
+    assert!(ok >= 1);
+    assert!(!successors.contains(&cookie));
+    let refreshed = s.issuer().count(portcullis::issuer::Event::Refreshed);
+    assert_eq!(refreshed, 1, "one compare-and-set won");
 }

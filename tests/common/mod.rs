@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod config;
+pub mod issuer;
 #[allow(unused_imports)]
 pub use config::{GatewayYaml, indent};
 
