@@ -524,14 +524,18 @@ async fn run_demo(config_path: &Path, echo_addr: SocketAddr, signing_key: &Path)
                 signing_key.display()
             )
         })?;
+    let has_issuer = config.plan.issuer.is_some();
     let gateway = server::start_with(config, vars).await?;
     let http = gateway
         .addresses()
         .first()
         .copied()
         .context("the demo config has no listener")?;
-    let text = demo::instructions(&minter, http, gateway.addresses().get(1).copied())
-        .map_err(anyhow::Error::msg)?;
+    let https = gateway.addresses().get(1).copied();
+    let mut text = demo::instructions(&minter, http, https).map_err(anyhow::Error::msg)?;
+    if let (Some(https), true) = (https, has_issuer) {
+        text.push_str(&demo::issuer_walkthrough(https));
+    }
     println!("{text}");
     gateway.run_until_signal().await;
     Ok(())

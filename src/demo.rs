@@ -169,3 +169,23 @@ pub fn instructions(
     text.push_str("\nPress Ctrl-C to stop.\n");
     Ok(text)
 }
+
+/// The issuer's flow with curl over HTTPS: login → call → refresh → logout (the refresh
+/// cookie is `Secure` and `__Host-`: curl keeps it in a cookie jar, over HTTPS only).
+pub fn issuer_walkthrough(https: SocketAddr) -> String {
+    let base = format!("https://localhost:{}", https.port());
+    format!(
+        "\n# The built-in issuer (demo users alice / alice-demo-password, bob / bob-demo-password)\n\
+         JAR=$(mktemp)\n\
+         # 200: an access token, and the refresh cookie into the jar\n\
+         TOKEN=$(curl -s --cacert certs/demo-ca.pem -c $JAR -H 'X-Portcullis-CSRF: 1' \\\n  \
+         -H 'Content-Type: application/json' -d '{{\"username\":\"alice\",\"password\":\"alice-demo-password\"}}' \\\n  \
+         {base}/auth/login | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+         curl -i --cacert certs/demo-ca.pem -H \"Authorization: Bearer $TOKEN\" {base}/api/admin/stats\n\
+         # 200: a new access token; the cookie rotates\n\
+         curl -s --cacert certs/demo-ca.pem -b $JAR -c $JAR -H 'X-Portcullis-CSRF: 1' -X POST {base}/auth/refresh\n\
+         # 200: the session ends; refreshing again is a 401\n\
+         curl -s --cacert certs/demo-ca.pem -b $JAR -c $JAR -H 'X-Portcullis-CSRF: 1' -X POST {base}/auth/logout\n\
+         # or sign in with a browser: {base}/auth/login\n"
+    )
+}
