@@ -24,6 +24,9 @@
 //! 11 every error → one response; one access line          http/respond.rs, http/service.rs
 //! ```
 //!
+//! The issuer's endpoints (`/auth/*`, `/.well-known/*`) are routes too: public, and answered
+//! at step 10 by `issuer::Issuer::serve` instead of an upstream (issuer.rs lists its steps).
+//!
 //! `portcullis explain` (explain.rs) runs `authorize` with an observer that records each step.
 //!
 //! A `public` route skips steps 5–8; a `deny` route stops at 4.
@@ -42,6 +45,7 @@
 //!  proxy/                   header rewrite, forwarding, pools, bodies, upgrades
 //!  routes/                  route table, pure matchers, claim policy
 //!  token/                   extract, screen, verify, verified-token cache
+//!  issuer/                  login, refresh, logout, keys; its store (SQLite, PostgreSQL)
 //!  keys/, conn.rs, tls.rs,  key sets and sources; one connection's info and idleness; TLS
 //!  percent.rs, error.rs     material; percent-decoding; the error enums (import no layer)
 //! ```
