@@ -218,6 +218,18 @@ pub struct Issuer {
     events: [Counter; Event::ALL.len()],
 }
 
+/// A request body the endpoints can read (hyper's, limited or not).
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+{
+}
+
 /// What a local endpoint answers with.
 pub type Reply = Response<Full<Bytes>>;
 
@@ -457,17 +469,13 @@ impl Issuer {
 
     /// Serves one request to endpoint `endpoint`; `client` is the client address as the
     /// gateway believes it (trusted proxies applied).
-    pub async fn serve<B>(
+    pub async fn serve<B: RequestBody>(
         &self,
         endpoint: Endpoint,
         parts: &Parts,
         body: B,
         client: IpAddr,
-    ) -> Reply
-    where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Reply {
         let mut reply = match endpoint {
             Endpoint::Jwks => {
                 let mut r = json_reply(StatusCode::OK, &self.jwks());
@@ -508,17 +516,13 @@ impl Issuer {
         reply
     }
 
-    async fn post<B>(
+    async fn post<B: RequestBody>(
         &self,
         endpoint: Endpoint,
         parts: &Parts,
         body: B,
         client: IpAddr,
-    ) -> Result<Reply, Reply>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<Reply, Reply> {
         // Step 1: CSRF, before anything is read or any cookie is touched.
         let policy = csrf::Policy {
             own_origin: &self.spec.origin,
@@ -551,11 +555,7 @@ impl Issuer {
         unavailable("5", "token store unavailable")
     }
 
-    async fn read_body<B>(body: B) -> Result<Bytes, Reply>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    async fn read_body<B: RequestBody>(body: B) -> Result<Bytes, Reply> {
         let too_large = || {
             error_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -574,17 +574,13 @@ impl Issuer {
         }
     }
 
-    async fn login<B>(
+    async fn login<B: RequestBody>(
         &self,
         store: &dyn Store,
         parts: &Parts,
         body: B,
         client: IpAddr,
-    ) -> Result<Reply, Reply>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<Reply, Reply> {
         let now = self.clock.now_ms();
         // Step 2: the client address's bucket.
         let key = format!("ip:{client}");
@@ -745,11 +741,12 @@ impl Issuer {
         Ok(self.token_reply(token, ttl, &successor, family.expires_at - now))
     }
 
-    async fn logout<B>(&self, store: &dyn Store, parts: &Parts, body: B) -> Result<Reply, Reply>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    async fn logout<B: RequestBody>(
+        &self,
+        store: &dyn Store,
+        parts: &Parts,
+        body: B,
+    ) -> Result<Reply, Reply> {
         let body = Self::read_body(body).await?;
         let everywhere = serde_json::from_slice::<Value>(&body)
             .ok()

@@ -105,6 +105,29 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Runs a failure-counter statement ($1 username, $2 now, $3 window) and reads its row (none:
+/// no failures counted).
+fn failures(
+    c: &mut Connection,
+    statement: &str,
+    username: &str,
+    now: i64,
+    window_ms: i64,
+) -> StoreResult<Failures> {
+    c.prepare_cached(&local(statement))
+        .and_then(|mut s| {
+            s.query_row(params![username, now, window_ms], |row| {
+                Ok(Failures {
+                    count: row.get(0)?,
+                    last_at: row.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .map(Option::unwrap_or_default)
+        .map_err(failed)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -245,20 +268,7 @@ impl Store for SqliteStore {
         window_ms: i64,
     ) -> StoreFuture<'a, Failures> {
         let username = username.to_string();
-        self.run(move |c| {
-            c.prepare_cached(&local(sql::READ_FAILURES))
-                .and_then(|mut s| {
-                    s.query_row(params![username, now, window_ms], |row| {
-                        Ok(Failures {
-                            count: row.get(0)?,
-                            last_at: row.get(1)?,
-                        })
-                    })
-                    .optional()
-                })
-                .map(Option::unwrap_or_default)
-                .map_err(failed)
-        })
+        self.run(move |c| failures(c, sql::READ_FAILURES, &username, now, window_ms))
     }
 
     fn record_failure<'a>(
@@ -268,18 +278,7 @@ impl Store for SqliteStore {
         window_ms: i64,
     ) -> StoreFuture<'a, Failures> {
         let username = username.to_string();
-        self.run(move |c| {
-            c.prepare_cached(&local(sql::RECORD_FAILURE))
-                .and_then(|mut s| {
-                    s.query_row(params![username, now, window_ms], |row| {
-                        Ok(Failures {
-                            count: row.get(0)?,
-                            last_at: row.get(1)?,
-                        })
-                    })
-                })
-                .map_err(failed)
-        })
+        self.run(move |c| failures(c, sql::RECORD_FAILURE, &username, now, window_ms))
     }
 
     fn clear_failures<'a>(&'a self, username: &'a str) -> StoreFuture<'a, ()> {
