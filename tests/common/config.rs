@@ -50,9 +50,18 @@ impl GatewayYaml {
     }
 
     /// The one listener is HTTPS with this certificate and key instead.
-    pub fn https_only(mut self, certificate: &Path, private_key: &Path) -> Self {
-        self.listeners.clear();
-        self.and_https(certificate, private_key)
+    pub fn https_only(self, certificate: &Path, private_key: &Path) -> Self {
+        self.https_only_at("127.0.0.1:0", certificate, private_key)
+    }
+
+    /// The one listener is HTTPS at `address`.
+    pub fn https_only_at(mut self, address: &str, certificate: &Path, private_key: &Path) -> Self {
+        self.listeners = vec![format!(
+            "  - address: {address}\n    tls:\n      certificate: {}\n      private_key: {}\n",
+            certificate.display(),
+            private_key.display()
+        )];
+        self
     }
 
     /// A further listener, HTTPS with this certificate and key.

@@ -11,6 +11,8 @@ use super::{GatewayYaml, TestGateway, TestUpstream, Workdir, pki, tls_client};
 pub const COOKIE_NAME: &str = "__Host-portcullis-refresh";
 
 pub struct Setup {
+    /// The CA certificate (PEM file) the gateway's certificate chains to.
+    pub ca: std::path::PathBuf,
     pub gw: TestGateway,
     pub upstream: TestUpstream,
     pub client: reqwest::Client,
@@ -34,6 +36,12 @@ pub async fn setup(extra: &str) -> Setup {
 
 /// The same, with `files` written to its folder first (shared keys for replicas).
 pub async fn setup_with(extra: &str, files: &[(&str, &str)]) -> Setup {
+    setup_at(None, extra, files).await
+}
+
+/// The same on a chosen port, the issuer being `https://localhost:PORT` (so its metadata
+/// URLs are real ones); `None`: an ephemeral port and `https://localhost`.
+pub async fn setup_at(port: Option<u16>, extra: &str, files: &[(&str, &str)]) -> Setup {
     portcullis::tls::install_crypto_provider();
     let upstream = TestUpstream::start().await;
     let work = Workdir::new();
@@ -42,11 +50,15 @@ pub async fn setup_with(extra: &str, files: &[(&str, &str)]) -> Setup {
     }
     let pki = pki(&work);
     users_file(&work);
+    let origin = port.map_or("https://localhost".to_string(), |p| {
+        format!("https://localhost:{p}")
+    });
+    let address = format!("127.0.0.1:{}", port.unwrap_or(0));
     let issuer = format!(
-        "issuer:\n  issuer: https://localhost\n  audiences: [api]\n  users_file: users.yaml\n  data_dir: state\n  allowed_origins: [https://app.example]\n{extra}"
+        "issuer:\n  issuer: {origin}\n  audiences: [api]\n  users_file: users.yaml\n  data_dir: state\n  allowed_origins: [https://app.example]\n{extra}"
     );
     let gw = GatewayYaml::new()
-        .https_only(&pki.cert, &pki.key)
+        .https_only_at(&address, &pki.cert, &pki.key)
         .upstream("app", &upstream.url())
         .routes(
             "- name: admin\n  prefix: /api/admin\n  upstream: app\n  providers: [self]\n  require:\n    claim: roles\n    contains: admin\n- name: api\n  prefix: /api\n  upstream: app\n  providers: [self]\n  policy: authenticated\n- name: open\n  prefix: /public\n  upstream: app\n  policy: public\n",
@@ -55,6 +67,7 @@ pub async fn setup_with(extra: &str, files: &[(&str, &str)]) -> Setup {
         .start_in(work)
         .await;
     Setup {
+        ca: pki.ca.clone(),
         gw,
         upstream,
         client: tls_client(&pki.ca_pem, false),
