@@ -346,10 +346,14 @@ fn check(path: &Path, format: OutputFormat, deny_warnings: bool) -> Result<ExitC
             Policy::Authenticated(Some(_)) => "authenticated + claims",
             other => other.describe(),
         };
-        let upstream = r
-            .upstream
-            .and_then(|i| s.upstreams.get(i))
-            .map_or("(nothing forwarded)", |u| &*u.name);
+        let upstream = r.upstream.and_then(|i| s.upstreams.get(i)).map_or(
+            if r.local.is_some() {
+                "(answered by the issuer)"
+            } else {
+                "(nothing forwarded)"
+            },
+            |u| &*u.name,
+        );
         println!(
             "  {}: {} -> {upstream} [{policy}]",
             r.name,

@@ -326,7 +326,11 @@ fn describe_candidate(
     };
     RouteSeen {
         name: route.name.to_string(),
-        at: format!("{}:{}", route.origin.file.display(), route.origin.line),
+        at: if route.local.is_some() {
+            format!("{}: issuer", route.origin.file.display())
+        } else {
+            format!("{}:{}", route.origin.file.display(), route.origin.line)
+        },
         matcher: route.describe_match(),
         verdict,
         note,
