@@ -1,16 +1,14 @@
 //! Passwords: argon2id PHC hashes, their parameters bounded both ways (below OWASP's m=19456
 //! KiB, t=2, p=1: a warning; above a ceiling: refused, so a user file cannot make one login
-//! allocate gigabytes), and a `Hasher` that runs at most `permits` hashes at once with a short
-//! bounded queue: beyond it the login is refused with 503, so a flood costs at most
-//! permits × m of memory.
+//! allocate gigabytes), and a `Hasher`: a few dedicated threads, each reusing one working
+//! buffer, behind a short bounded queue; beyond it the login is refused with 503, so a flood
+//! costs at most threads × m of memory.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use argon2::password_hash::PasswordHasher;
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use thiserror::Error;
-use tokio::sync::Semaphore;
 
 /// Shortest and longest password accepted, in bytes.
 pub const MIN_PASSWORD: usize = 1;
@@ -89,9 +87,35 @@ fn check_length(password: &[u8]) -> Result<(), HashError> {
 
 /// Whether `password` matches `stored` (constant-time comparison inside argon2).
 pub fn verify(password: &[u8], stored: &StoredHash) -> bool {
-    check_length(password).is_ok()
-        && PasswordHash::new(&stored.phc)
-            .is_ok_and(|h| argon2id().verify_password(password, &h).is_ok())
+    verify_with(password, stored, &mut Vec::new())
+}
+
+/// `verify`, computing in `memory` (grown to the hash's block count and kept for the next
+/// call), so a hashing thread allocates its working memory once, not per login.
+fn verify_with(password: &[u8], stored: &StoredHash, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(&stored.phc) else {
+        return false;
+    };
+    let (Ok(params), Some(salt), Some(expected)) =
+        (Params::try_from(&parsed), parsed.salt, parsed.hash)
+    else {
+        return false;
+    };
+    if check_length(password).is_err() {
+        return false;
+    }
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let Some(work) = memory.get_mut(..blocks) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into_with_memory(password, &salt, &mut out, work)
+        .is_ok()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok()
 }
 
 /// Why a hash could not run now.
@@ -101,59 +125,89 @@ pub enum Busy {
     Overloaded,
 }
 
-/// Runs password checks on the blocking pool, at most `permits` at once, with at most
-/// `queue` more waiting; the rest are refused at once.
+/// One check for a hashing thread.
+struct Job {
+    password: Vec<u8>,
+    against: StoredHash,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Password checks on `threads` dedicated threads, each reusing one working buffer, fed by a
+/// queue of `queue` jobs; a job that finds the queue full is refused at once. Memory is then
+/// at most threads × m, however many logins arrive. The threads end when the hasher is dropped.
 #[derive(Debug)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
-    /// Checks running or waiting now.
-    inside: Arc<AtomicUsize>,
-    /// Most checks running or waiting: permits + queue.
-    capacity: usize,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     /// Checked for unknown users, so their answer takes as long as a wrong password's.
     dummy: StoredHash,
 }
 
-/// Counts a check out of `Hasher::inside` however it ends.
-struct Inside(Arc<AtomicUsize>);
-
-impl Drop for Inside {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job(..)")
     }
 }
 
+/// A hash with the default parameters that no password matches (random salt and output):
+/// checking against it costs what a real check costs.
+fn dummy_hash() -> Result<StoredHash, HashError> {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    use base64::Engine;
+    let mut bytes = [0u8; 48];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| HashError::Malformed("no randomness".into()))?;
+    // PHC strings use standard base64 without padding.
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let (salt, output) = (b64.encode(&bytes[..16]), b64.encode(&bytes[16..]));
+    StoredHash::parse(&format!(
+        "$argon2id$v=19$m={},t={},p={}${salt}${output}",
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST
+    ))
+}
+
 impl Hasher {
-    pub fn new(permits: usize, queue: usize) -> Result<Hasher, HashError> {
-        let dummy = StoredHash::parse(&hash(b"portcullis dummy password")?)?;
-        let permits = permits.max(1);
+    pub fn new(threads: usize, queue: usize) -> Result<Hasher, HashError> {
+        let (jobs, queued) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let queued = Arc::new(std::sync::Mutex::new(queued));
+        for i in 0..threads.max(1) {
+            let queued = queued.clone();
+            std::thread::Builder::new()
+                .name(format!("portcullis-hash-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let next = queued
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .recv();
+                        let Ok(job) = next else { return };
+                        let matched = verify_with(&job.password, &job.against, &mut memory);
+                        let _ = job.reply.send(matched);
+                    }
+                })
+                .map_err(|e| HashError::Malformed(format!("no hashing thread: {e}")))?;
+        }
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(permits)),
-            inside: Arc::new(AtomicUsize::new(0)),
-            capacity: permits + queue,
-            dummy,
+            jobs,
+            dummy: dummy_hash()?,
         })
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when there is none (the
     /// answer is then false, after the same work).
     pub async fn check(&self, password: Vec<u8>, stored: Option<StoredHash>) -> Result<bool, Busy> {
-        if self.inside.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.inside.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy::Overloaded);
-        }
-        let inside = Inside(self.inside.clone());
-        let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            return Err(Busy::Overloaded);
-        };
         let real = stored.is_some();
-        let against = stored.unwrap_or_else(|| self.dummy.clone());
-        let matched = tokio::task::spawn_blocking(move || {
-            let _held = (permit, inside);
-            verify(&password, &against)
-        })
-        .await
-        .unwrap_or(false);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            password,
+            against: stored.unwrap_or_else(|| self.dummy.clone()),
+            reply,
+        };
+        self.jobs.try_send(job).map_err(|_| Busy::Overloaded)?;
+        let matched = answer.await.map_err(|_| Busy::Overloaded)?;
         Ok(real && matched)
     }
 }
