@@ -88,7 +88,12 @@ async fn pyjwt_and_jose_verify_tokens_across_a_key_rollover() {
     let issuer = format!("https://localhost:{port}");
     let old = portcullis::issuer::signing::generate_es256_pem().unwrap();
     let new = portcullis::issuer::signing::generate_es256_pem().unwrap();
-    let keys = |list: &str| format!("  publish_ahead: 2s\n  signing_keys:\n{list}");
+    // Logins are polled below: a client rate that does not get in the way.
+    let keys = |list: &str| {
+        format!(
+            "  publish_ahead: 2s\n  client_rate: {{per_minute: 6000, burst: 1000}}\n  signing_keys:\n{list}"
+        )
+    };
     let one = keys("    - {file: old.pem, kid: old}\n");
     let s = setup_at(Some(port), &one, &[("old.pem", &old), ("new.pem", &new)]).await;
     let (before, _, _) = token_of(s.login("alice", "alice-password").await).await;
@@ -110,9 +115,16 @@ async fn pyjwt_and_jose_verify_tokens_across_a_key_rollover() {
         "old",
         "a key signs only once it has been published"
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (after, _, _) = token_of(s.login("alice", "alice-password").await).await;
-    assert_eq!(kid_of(&after), "new");
+    // Once the new key has been published for publish_ahead (2 s), it signs.
+    let after = std::sync::Mutex::new(String::new());
+    common::assert_eventually(Duration::from_secs(10), "the new key signs", || async {
+        let (token, _, _) = token_of(s.login("alice", "alice-password").await).await;
+        let signed_by_new = kid_of(&token) == "new";
+        *after.lock().unwrap() = token;
+        signed_by_new
+    })
+    .await;
+    let after = after.into_inner().unwrap();
 
     // The overlap: tokens of both keys verify, from the same published set.
     for (token, kid) in [(&before, "old"), (&during, "old"), (&after, "new")] {
