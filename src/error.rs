@@ -58,6 +58,10 @@ pub enum TokenError {
     TypeNotAllowed,
     #[error("token azp / client_id is not an accepted client")]
     ClientMismatch,
+    #[error("token was revoked")]
+    Revoked,
+    #[error("the revoked-token list could not be read yet")]
+    RevocationUnavailable,
 }
 
 /// Why the credentials could not be read (400 `invalid_request`, RFC 6750 §3.1).

@@ -7,7 +7,8 @@
 //!  POST /auth/refresh  1 CSRF  2 cookie opened (MAC)  3 rotate-or-detect (one compare-and-set)
 //!                      4 user still exists  5 access token signed, successor cookie set
 //!  POST /auth/logout   1 CSRF  2 cookie opened  3 family (or every family of the user) revoked
-//!                      4 cookie cleared — 200 whatever the cookie was
+//!                      3½ the access token shown denied (revocation on)  4 cookie cleared —
+//!                      200 whatever the cookie was
 //!  GET  /.well-known/jwks.json, /.well-known/oauth-authorization-server (and
 //!       /.well-known/openid-configuration), GET /auth/login (the sign-in page)
 //! ```
@@ -18,6 +19,7 @@
 
 pub mod cookie;
 pub mod csrf;
+pub mod denylist;
 pub mod page;
 pub mod password;
 pub mod refresh;
@@ -39,7 +41,9 @@ use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
+use crate::error::TokenError;
 use crate::metrics::Counter;
+use denylist::{Denylist, Verdict};
 use password::{Busy, Hasher};
 use refresh::RefreshKey;
 use signing::SigningKey;
@@ -131,6 +135,10 @@ pub struct IssuerSpec {
     pub client_rate: Bucket,
     pub hashing_permits: usize,
     pub hashing_queue: usize,
+    /// Access-token revocation: `Some(how often the denylist is read)` when on.
+    pub revocation: Option<Duration>,
+    /// Index of the provider `self` among the snapshot's providers.
+    pub provider: usize,
 }
 
 /// What the issuer counts (`portcullis_issuer_events_total{event}`).
@@ -148,10 +156,11 @@ pub enum Event {
     Logout,
     CsrfRefused,
     StoreUnavailable,
+    AccessTokenRevoked,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::LoginSucceeded,
         Event::LoginFailed,
         Event::LoginThrottled,
@@ -164,6 +173,7 @@ impl Event {
         Event::Logout,
         Event::CsrfRefused,
         Event::StoreUnavailable,
+        Event::AccessTokenRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -180,6 +190,7 @@ impl Event {
             Event::Logout => "logout",
             Event::CsrfRefused => "csrf_refused",
             Event::StoreUnavailable => "store_unavailable",
+            Event::AccessTokenRevoked => "access_token_revoked",
         }
     }
 }
@@ -211,6 +222,7 @@ impl Clock {
 pub struct Issuer {
     pub spec: IssuerSpec,
     store: OnceLock<Arc<dyn Store>>,
+    denylist: OnceLock<Arc<Denylist>>,
     hasher: OnceLock<Hasher>,
     /// When each key (in `spec.keys` order) was first seen; read from the store once.
     first_seen: ArcSwapOption<Vec<i64>>,
@@ -340,6 +352,7 @@ impl Issuer {
         Issuer {
             spec,
             store: OnceLock::new(),
+            denylist: OnceLock::new(),
             hasher: OnceLock::new(),
             first_seen: ArcSwapOption::empty(),
             clock: Arc::new(Clock::default()),
@@ -347,12 +360,45 @@ impl Issuer {
         }
     }
 
-    /// Attaches the live store (once, when the plan goes live) and reads the key schedule;
-    /// a store that cannot answer yet is asked again at the first token signed.
-    pub async fn attach(&self, store: Arc<dyn Store>) {
+    /// Attaches the live store and its denylist (once, when the plan goes live) and reads the
+    /// key schedule, and the denylist when revocation is on and it was never read; a store
+    /// that cannot answer yet is asked again later (the schedule at the first token signed,
+    /// the denylist by its sync task, the issuer's tokens refused until then).
+    pub async fn attach(&self, store: Arc<dyn Store>, denylist: Arc<Denylist>) {
+        if let Some(every) = self.spec.revocation {
+            denylist.want(every);
+            if !denylist.is_loaded()
+                && let Err(e) = denylist.sync(&*store, self.clock.now_ms()).await
+            {
+                tracing::warn!(error = %e, "issuer store: denylist not read yet; the issuer's tokens are refused until it is");
+            }
+        }
+        let _ = self.denylist.set(denylist);
         let _ = self.store.set(store);
         if let Err(e) = self.schedule().await {
             tracing::warn!(error = %e, "issuer store: signing key schedule not read yet");
+        }
+    }
+
+    /// Step 7½ for a token provider `provider` verified, with `claims`: when revocation is
+    /// on and the provider is `self`, a revoked `jti` is refused — and every such token while
+    /// the denylist has never been read (never allowed unchecked).
+    pub fn check_revocation(
+        &self,
+        provider: usize,
+        claims: &Map<String, Value>,
+    ) -> Result<(), TokenError> {
+        if self.spec.revocation.is_none() || provider != self.spec.provider {
+            return Ok(());
+        }
+        let Some(denylist) = self.denylist.get() else {
+            return Err(TokenError::RevocationUnavailable);
+        };
+        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
+        match denylist.verdict(&self.spec.issuer, jti, self.clock.now_ms()) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Denied => Err(TokenError::Revoked),
+            Verdict::NotLoaded => Err(TokenError::RevocationUnavailable),
         }
     }
 
@@ -468,13 +514,15 @@ impl Issuer {
     }
 
     /// Serves one request to endpoint `endpoint`; `client` is the client address as the
-    /// gateway believes it (trusted proxies applied).
+    /// gateway believes it (trusted proxies applied); `token` the claims of the access token
+    /// the request presented, verified through `self` (logout, with revocation on).
     pub async fn serve<B: RequestBody>(
         &self,
         endpoint: Endpoint,
         parts: &Parts,
         body: B,
         client: IpAddr,
+        token: Option<&Map<String, Value>>,
     ) -> Reply {
         let mut reply = match endpoint {
             Endpoint::Jwks => {
@@ -505,7 +553,7 @@ impl Issuer {
             }
             Endpoint::SignInPage => return page::sign_in(&self.spec),
             Endpoint::Login | Endpoint::Refresh | Endpoint::Logout => {
-                match self.post(endpoint, parts, body, client).await {
+                match self.post(endpoint, parts, body, client, token).await {
                     Ok(r) | Err(r) => r,
                 }
             }
@@ -522,6 +570,7 @@ impl Issuer {
         parts: &Parts,
         body: B,
         client: IpAddr,
+        token: Option<&Map<String, Value>>,
     ) -> Result<Reply, Reply> {
         // Step 1: CSRF, before anything is read or any cookie is touched.
         let policy = csrf::Policy {
@@ -545,7 +594,7 @@ impl Issuer {
         match endpoint {
             Endpoint::Login => self.login(&*store, parts, body, client).await,
             Endpoint::Refresh => self.refresh(&*store, parts).await,
-            _ => self.logout(&*store, parts, body).await,
+            _ => self.logout(&*store, parts, body, token).await,
         }
     }
 
@@ -746,6 +795,7 @@ impl Issuer {
         store: &dyn Store,
         parts: &Parts,
         body: B,
+        token: Option<&Map<String, Value>>,
     ) -> Result<Reply, Reply> {
         let body = Self::read_body(body).await?;
         let everywhere = serde_json::from_slice::<Value>(&body)
@@ -773,10 +823,32 @@ impl Issuer {
                 revoked = 1;
             }
         }
+        // Step 3½: with revocation on, the access token shown is refused from now on.
+        let mut token_revoked = false;
+        if let (Some(claims), Some(denylist)) = (token, self.denylist.get())
+            && let (Some(jti), Some(exp)) = (
+                claims.get("jti").and_then(Value::as_str),
+                claims.get("exp").and_then(Value::as_f64),
+            )
+        {
+            let denial = store::Denial {
+                iss: self.spec.issuer.clone(),
+                jti: jti.to_string(),
+                // Held past `exp` by more than any leeway a provider allows.
+                expires_at: (exp * 1000.0) as i64 + 5 * 60_000,
+            };
+            store
+                .deny(&denial.iss, &denial.jti, denial.expires_at, now)
+                .await
+                .map_err(|e| self.store_down(e))?;
+            denylist.add(std::slice::from_ref(&denial), now);
+            self.note(Event::AccessTokenRevoked);
+            token_revoked = true;
+        }
         self.note(Event::Logout);
         let reply = json_reply(
             StatusCode::OK,
-            &json!({"logged_out": true, "sessions_revoked": revoked}),
+            &json!({"logged_out": true, "sessions_revoked": revoked, "access_token_revoked": token_revoked}),
         );
         Ok(self.clear_cookie(reply))
     }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::issuer::denylist::Denylist;
 use crate::issuer::store::{self as issuer_store, Retention, Store, StoreSpec};
 use crate::keys::store::{KeysSpec, ProviderKeys};
 use crate::metrics::RouteStats;
@@ -53,8 +54,9 @@ struct Held {
     keys: HashMap<Arc<str>, Entry<KeysSpec, ProviderKeys>>,
     /// Request counts by route name: a route that keeps its name keeps its counts.
     routes: HashMap<Arc<str>, Arc<RouteStats>>,
-    /// The issuer's store (its garbage collection runs while it is held).
-    store: Option<Entry<StoreSpec, dyn Store>>,
+    /// The issuer's store (its garbage collection runs while it is held) and the copy of its
+    /// denylist (kept with it across reloads, so a reload never forgets a revocation).
+    store: Option<(Entry<StoreSpec, dyn Store>, Arc<Denylist>)>,
 }
 
 /// One live resource, the spec it was built from, and the stop signal of its tasks (sent by
@@ -74,8 +76,17 @@ pub struct Staging<'r> {
     upstreams: Vec<(UpstreamSpec, Arc<Upstream>)>,
     keys: Vec<(Arc<str>, KeysSpec, Arc<ProviderKeys>)>,
     routes: Vec<(Arc<str>, Arc<RouteStats>)>,
-    /// The store the plan uses, and whether it is new.
-    store: Option<(StoreSpec, Arc<dyn Store>, bool)>,
+    /// The store the plan uses.
+    store: Option<StagedStore>,
+}
+
+/// The issuer's store a build uses, its denylist, and whether they are new.
+#[derive(Debug)]
+struct StagedStore {
+    spec: StoreSpec,
+    live: Arc<dyn Store>,
+    denylist: Arc<Denylist>,
+    new: bool,
 }
 
 impl Default for Resources {
@@ -205,21 +216,36 @@ impl Staging<'_> {
         fresh.clone()
     }
 
-    /// The issuer's store at `spec`: the held one when it is the same, else opened now (a
-    /// SQLite file is created and migrated; PostgreSQL connects on first use).
-    pub fn store(&mut self, spec: &StoreSpec) -> Result<Arc<dyn Store>, ResourceError> {
-        if let Some(entry) = &self.resources.lock().store
+    /// The issuer's store at `spec` and its denylist: the held ones when the spec is the
+    /// same, else opened now (a SQLite file is created and migrated; PostgreSQL connects on
+    /// first use) with an empty denylist.
+    pub fn store(
+        &mut self,
+        spec: &StoreSpec,
+    ) -> Result<(Arc<dyn Store>, Arc<Denylist>), ResourceError> {
+        if let Some((entry, denylist)) = &self.resources.lock().store
             && entry.spec == *spec
         {
-            self.store = Some((spec.clone(), entry.live.clone(), false));
-            return Ok(entry.live.clone());
+            self.store = Some(StagedStore {
+                spec: spec.clone(),
+                live: entry.live.clone(),
+                denylist: denylist.clone(),
+                new: false,
+            });
+            return Ok((entry.live.clone(), denylist.clone()));
         }
         let live = issuer_store::open(spec).map_err(|e| ResourceError::Store {
             location: spec.redacted(),
             reason: e.to_string(),
         })?;
-        self.store = Some((spec.clone(), live.clone(), true));
-        Ok(live)
+        let denylist = Arc::new(Denylist::default());
+        self.store = Some(StagedStore {
+            spec: spec.clone(),
+            live: live.clone(),
+            denylist: denylist.clone(),
+            new: true,
+        });
+        Ok((live, denylist))
     }
 
     /// The first fetch of each new remote key store (not for a detached registry).
@@ -267,19 +293,26 @@ impl Staging<'_> {
             );
         }
         match self.store {
-            Some((spec, live, true)) => {
+            Some(StagedStore {
+                spec,
+                live,
+                denylist,
+                new: true,
+            }) => {
                 let stop = running.then(|| {
                     let (stop, stopped) = watch::channel(false);
-                    tokio::spawn(collect_garbage(live.clone(), stopped));
+                    tokio::spawn(collect_garbage(live.clone(), stopped.clone()));
+                    tokio::spawn(denylist.clone().run(live.clone(), unix_ms, stopped));
                     stop
                 });
-                held.store = Some(Entry {
+                let entry = Entry {
                     spec,
                     live,
                     _stop: stop,
-                });
+                };
+                held.store = Some((entry, denylist));
             }
-            Some((_, _, false)) => {}
+            Some(StagedStore { new: false, .. }) => {}
             None => held.store = None,
         }
         held.routes.extend(self.routes);
@@ -288,6 +321,12 @@ impl Staging<'_> {
             .retain(|name, _| upstreams.contains(&&**name));
         held.keys.retain(|name, _| providers.contains(&&**name));
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How often the issuer's store is swept, and what is kept.
@@ -306,10 +345,7 @@ async fn collect_garbage(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>)
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        match store.collect_garbage(now, GC_RETENTION).await {
+        match store.collect_garbage(unix_ms(), GC_RETENTION).await {
             Ok(removed) => tracing::debug!(removed, "issuer store: garbage collected"),
             Err(e) => tracing::warn!(error = %e, "issuer store: garbage collection failed"),
         }

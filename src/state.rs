@@ -109,8 +109,8 @@ impl Plan {
         }
         staging.load().await?;
         if let Some(issuer) = &snapshot.issuer {
-            let store = staging.store(&issuer.spec.store)?;
-            issuer.attach(store).await;
+            let (store, denylist) = staging.store(&issuer.spec.store)?;
+            issuer.attach(store, denylist).await;
         }
         let upstreams: Vec<&str> = snapshot.upstreams.iter().map(|u| &*u.spec.name).collect();
         let providers: Vec<&str> = snapshot.providers.list().iter().map(|p| &*p.name).collect();

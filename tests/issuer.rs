@@ -371,3 +371,87 @@ async fn a_hundred_concurrent_refreshes_of_one_cookie_have_one_successor() {
     let refreshed = s.issuer().count(portcullis::issuer::Event::Refreshed);
     assert_eq!(refreshed, 1, "one compare-and-set won");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_the_access_token_it_is_shown_when_revocation_is_on() {
+    let s = setup("  revocation: {enabled: true}\n").await;
+    let (token, cookie, _) = token_of(s.login("alice", "alice-password").await).await;
+    let (other, _, _) = token_of(s.login("alice", "alice-password").await).await;
+    assert_eq!(s.get("/api/things", &token).await, 200);
+
+    // A token that does not verify is not acted on (anyone could name a jti).
+    let (header, rest) = token.split_once('.').unwrap();
+    let (payload, _) = rest.split_once('.').unwrap();
+    let forged = format!("{header}.{payload}.AAAA");
+    let answer = s
+        .client
+        .post(s.url("/auth/logout"))
+        .header("x-portcullis-csrf", "1")
+        .bearer_auth(&forged)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["access_token_revoked"], false);
+    assert_eq!(s.get("/api/things", &token).await, 200);
+
+    // Logout with the token: the family ends and the token is refused from now on.
+    let answer = s
+        .client
+        .post(s.url("/auth/logout"))
+        .header("x-portcullis-csrf", "1")
+        .header(COOKIE, format!("{COOKIE_NAME}={cookie}"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["access_token_revoked"], true);
+    assert_eq!(body["sessions_revoked"], 1);
+    let refused = s
+        .client
+        .get(s.url("/api/things"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, reason, challenge) = common::reason(refused).await;
+    assert_eq!((status, reason.as_str()), (401, "token_revoked"));
+    assert!(challenge.unwrap().contains("invalid_token"));
+    // Another token of the same user is not touched.
+    assert_eq!(s.get("/api/things", &other).await, 200);
+    assert_eq!(
+        s.issuer()
+            .count(portcullis::issuer::Event::AccessTokenRevoked),
+        1
+    );
+
+    // A reload keeps the denylist (it lives with the store, not the config).
+    let config = portcullis::config::load(&s.gw.work.path().join("gateway.yaml")).unwrap();
+    s.gw.gateway.apply(config).await.unwrap();
+    assert_eq!(s.get("/api/things", &token).await, 401);
+    assert_eq!(s.get("/api/things", &other).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_revocation_logout_leaves_access_tokens_to_expire() {
+    let s = setup("").await;
+    let (token, cookie, _) = token_of(s.login("alice", "alice-password").await).await;
+    let answer = s
+        .client
+        .post(s.url("/auth/logout"))
+        .header("x-portcullis-csrf", "1")
+        .header(COOKIE, format!("{COOKIE_NAME}={cookie}"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["access_token_revoked"], false);
+    assert_eq!(s.get("/api/things", &token).await, 200);
+}

@@ -137,3 +137,48 @@ async fn an_unreachable_store_answers_503_and_readyz_says_so() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_revoked_on_one_replica_is_refused_by_the_other() {
+    let Some(server) = postgres::Postgres::start() else {
+        return;
+    };
+    let (a, b) = replicas(
+        &server,
+        "revocation",
+        "  revocation: {enabled: true, sync_every: 1s}\n",
+    )
+    .await;
+    let (token, cookie, _) = token_of(a.login("alice", "alice-password").await).await;
+    assert_eq!(b.get("/api/things", &token).await, 200);
+    let answer = a
+        .client
+        .post(a.url("/auth/logout"))
+        .header("x-portcullis-csrf", "1")
+        .header(
+            "cookie",
+            format!("{}={cookie}", common::issuer::COOKIE_NAME),
+        )
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        a.get("/api/things", &token).await,
+        401,
+        "at once where it was revoked"
+    );
+    let b2 = b.clone();
+    let token2 = token.clone();
+    common::assert_eventually(
+        std::time::Duration::from_secs(10),
+        "the other replica refuses the revoked token after its next sync",
+        move || {
+            let (b, token) = (b2.clone(), token2.clone());
+            async move { b.get("/api/things", &token).await == 401 }
+        },
+    )
+    .await;
+}

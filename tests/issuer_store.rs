@@ -7,7 +7,7 @@ mod postgres;
 use std::sync::Arc;
 
 use portcullis::issuer::store::{
-    self, Bucket, NewFamily, Retention, RotateRequest, Rotation, Store, StoreSpec,
+    self, Bucket, Denial, NewFamily, Retention, RotateRequest, Rotation, Store, StoreSpec,
 };
 
 const IDLE: i64 = 3_600_000;
@@ -38,7 +38,7 @@ async fn conformance(store: Arc<dyn Store>) {
     // Migrations are versioned and idempotent.
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     store.ping().await.unwrap();
 
     // Rotation: the current generation moves once; the previous one within the grace window
@@ -252,16 +252,48 @@ async fn conformance(store: Arc<dyn Store>) {
     }
     assert_eq!(taken, 10);
 
-    // The denylist: until the token's expiry.
-    store.deny("https://iss", "j1", t0 + 600_000).await.unwrap();
-    assert!(store.is_denied("https://iss", "j1", t0).await.unwrap());
-    assert!(!store.is_denied("https://iss", "j2", t0).await.unwrap());
-    assert!(!store.is_denied("https://other", "j1", t0).await.unwrap());
-    assert!(
-        !store
-            .is_denied("https://iss", "j1", t0 + 600_000)
-            .await
-            .unwrap()
+    // The denylist: until the token's expiry; read back by when it was written.
+    store
+        .deny("https://iss", "j1", t0 + 600_000, t0)
+        .await
+        .unwrap();
+    store
+        .deny("https://other", "j2", t0 + 60_000, t0 + 10)
+        .await
+        .unwrap();
+    let denial = |iss: &str, jti: &str, expires_at| Denial {
+        iss: iss.into(),
+        jti: jti.into(),
+        expires_at,
+    };
+    let mut all = store.denials(0, t0).await.unwrap();
+    all.sort_by(|a, b| a.jti.cmp(&b.jti));
+    assert_eq!(
+        all,
+        [
+            denial("https://iss", "j1", t0 + 600_000),
+            denial("https://other", "j2", t0 + 60_000)
+        ]
+    );
+    assert_eq!(
+        store.denials(t0 + 5, t0).await.unwrap(),
+        [denial("https://other", "j2", t0 + 60_000)],
+        "only what was written since"
+    );
+    assert_eq!(
+        store.denials(0, t0 + 60_000).await.unwrap(),
+        [denial("https://iss", "j1", t0 + 600_000)],
+        "an expired denial is not read"
+    );
+    assert!(store.denials(0, t0 + 600_000).await.unwrap().is_empty());
+    // Denying again (another replica, later) moves the write time, so it is read as new.
+    store
+        .deny("https://iss", "j1", t0 + 600_000, t0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.denials(t0 + 15, t0).await.unwrap(),
+        [denial("https://iss", "j1", t0 + 600_000)]
     );
 
     // Signing keys: the first sighting wins, on every replica.

@@ -66,9 +66,19 @@ pub fn compile(
                 ),
             );
         }
+        let mut spec = compiled.spec;
+        spec.provider = providers.len();
         providers.push(compiled.provider);
         issuer_routes = compiled.routes;
-        std::sync::Arc::new(crate::issuer::Issuer::new(compiled.spec))
+        if spec.revocation.is_some() {
+            // Logout verifies the access token it is shown (through `self`) to deny its jti.
+            for route in &mut issuer_routes {
+                if route.local == Some(crate::issuer::Endpoint::Logout) {
+                    route.providers = Some(vec![spec.provider]);
+                }
+            }
+        }
+        std::sync::Arc::new(crate::issuer::Issuer::new(spec))
     });
     let paths = compile_paths(&raw.paths);
     let trusted_proxies = compile_trusted_proxies(&raw.server.trusted_proxies, &mut c);

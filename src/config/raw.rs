@@ -101,6 +101,8 @@ pub struct RawIssuer {
     pub client_rate: RawClientRate,
     #[serde(default)]
     pub hashing: RawHashing,
+    #[serde(default)]
+    pub revocation: RawRevocation,
 }
 
 /// One signing key.
@@ -142,6 +144,18 @@ pub struct RawHashing {
     pub concurrency: Option<usize>,
     /// Logins waiting beyond those (default 16); more: 503.
     pub queue: Option<usize>,
+}
+
+/// Access-token revocation (off by default).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// Refuse the issuer's access tokens whose `jti` was revoked (at logout); one in-memory
+    /// lookup per request with such a token (default false).
+    pub enabled: Option<bool>,
+    /// How often the denylist is read from the store, so every replica refuses a token
+    /// revoked on another within this long (default 5s, 1s–5m).
+    pub sync_every: Option<crate::config::values::Duration>,
 }
 
 /// `admin:`; absent: on, at 127.0.0.1:9901.

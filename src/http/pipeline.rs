@@ -97,6 +97,8 @@ pub struct Authorized<'s> {
     pub token_refuse_from: Option<f64>,
     /// The client's address as believed (trusted proxies applied), for local endpoints.
     pub client: IpAddr,
+    /// A local endpoint's verified token (logout denies it).
+    pub local_token: Option<Arc<Claims>>,
 }
 
 /// Steps 3–9: limits, target, route, token, claim policy and header rewrite. Nothing is sent
@@ -147,6 +149,26 @@ pub async fn authorize<'s, O: Observer<'s>>(
         Policy::Public if route.local.is_some() => {
             // Answered here (the issuer): it reads the request as sent, its cookie included.
             observer.token(TokenSeen::NotRead);
+            // A route naming providers (logout, with revocation on) acts on the token it is
+            // shown: verified like any, so only a token that checks is acted on.
+            let local_token = match (&route.providers, check) {
+                (Some(allowed), TokenCheck::Verify(cache)) => {
+                    match extract::extract(&parts.headers, None, &route.token_sources) {
+                        Ok(Presented::Token(token, _)) => verify::verify(
+                            token,
+                            &snapshot.providers,
+                            cache,
+                            Some(allowed),
+                            snapshot.max_token_bytes,
+                        )
+                        .await
+                        .ok()
+                        .map(|v| v.claims),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
             let path_and_query = parts
                 .uri
                 .path_and_query()
@@ -160,6 +182,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
                 declared_length,
                 upgrade: None,
                 token_refuse_from: None,
+                local_token,
             });
         }
         Policy::Public => {
@@ -198,6 +221,13 @@ pub async fn authorize<'s, O: Observer<'s>>(
                     )
                     .await;
                     observer.verify_took(started.elapsed());
+                    // Step 7½: the issuer's own tokens against its denylist (when it keeps one).
+                    let result = result.and_then(|verified| match &snapshot.issuer {
+                        Some(issuer) => issuer
+                            .check_revocation(verified.provider, &verified.claims)
+                            .map(|()| verified),
+                        None => Ok(verified),
+                    });
                     match result {
                         Ok(verified) => {
                             observer.token(TokenSeen::Verified(&verified));
@@ -277,6 +307,7 @@ pub async fn authorize<'s, O: Observer<'s>>(
         upgrade,
         token_refuse_from: refuse_from.filter(|_| route.close_at_token_expiry),
         client: peer.ip,
+        local_token: None,
     })
 }
 
@@ -304,10 +335,13 @@ pub async fn dispatch(
         upgrade,
         token_refuse_from,
         client,
+        local_token,
     } = authorized;
     if let (Some(endpoint), Some(issuer)) = (route.local, snapshot.issuer.as_deref()) {
         let body = limits::limit_body(declared_length, body, route.max_body_bytes)?;
-        let reply = issuer.serve(endpoint, &parts, body, client).await;
+        let reply = issuer
+            .serve(endpoint, &parts, body, client, local_token.as_deref())
+            .await;
         return Ok(reply.map(Either::Right));
     }
     let client_upgrade = upgrade

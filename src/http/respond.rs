@@ -51,6 +51,8 @@ pub enum Reason {
     UnsupportedScheme,
     TypeNotAllowed,
     ClientMismatch,
+    TokenRevoked,
+    RevocationUnavailable,
     MissingClaim,
     ClaimMismatch,
     MissingScope,
@@ -63,7 +65,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for tables and docs.
-    pub const ALL: [Reason; 46] = [
+    pub const ALL: [Reason; 48] = [
         Reason::NoRoute,
         Reason::MethodNotAllowed,
         Reason::BadMethod,
@@ -102,6 +104,8 @@ impl Reason {
         Reason::UnsupportedScheme,
         Reason::TypeNotAllowed,
         Reason::ClientMismatch,
+        Reason::TokenRevoked,
+        Reason::RevocationUnavailable,
         Reason::MissingClaim,
         Reason::ClaimMismatch,
         Reason::MissingScope,
@@ -153,6 +157,8 @@ impl Reason {
             Reason::UnsupportedScheme => "unsupported_scheme",
             Reason::TypeNotAllowed => "type_not_allowed",
             Reason::ClientMismatch => "client_mismatch",
+            Reason::TokenRevoked => "token_revoked",
+            Reason::RevocationUnavailable => "revocation_unavailable",
             Reason::MissingClaim => "missing_claim",
             Reason::ClaimMismatch => "claim_mismatch",
             Reason::MissingScope => "missing_scope",
@@ -387,6 +393,8 @@ fn token_rejection(e: TokenError) -> Rejection {
         T::UnsupportedScheme => Reason::UnsupportedScheme,
         T::TypeNotAllowed => Reason::TypeNotAllowed,
         T::ClientMismatch => Reason::ClientMismatch,
+        T::Revoked => Reason::TokenRevoked,
+        T::RevocationUnavailable => Reason::RevocationUnavailable,
     };
     Rejection::invalid_token(code, token_detail(e))
 }
@@ -428,6 +436,8 @@ fn token_detail(e: TokenError) -> &'static str {
         T::UnsupportedScheme => "only Bearer tokens are accepted here",
         T::TypeNotAllowed => "the token type is not accepted",
         T::ClientMismatch => "the token was issued to another client",
+        T::Revoked => "the token was revoked",
+        T::RevocationUnavailable => "the revoked-token list is not available yet",
     }
 }
 
@@ -549,6 +559,8 @@ mod tests {
                 T::UnsupportedScheme,
                 T::TypeNotAllowed,
                 T::ClientMismatch,
+                T::Revoked,
+                T::RevocationUnavailable,
             ]
             .map(RequestError::from),
         );
@@ -629,6 +641,8 @@ mod tests {
                 T::UnsupportedScheme => token("unsupported_scheme"),
                 T::TypeNotAllowed => token("type_not_allowed"),
                 T::ClientMismatch => token("client_mismatch"),
+                T::Revoked => token("token_revoked"),
+                T::RevocationUnavailable => token("revocation_unavailable"),
             },
             RequestError::Denied(d) => match d {
                 Denial::MissingClaim => (403, "missing_claim", InsufficientScope, false),

@@ -1,6 +1,6 @@
 //! The optional sign-in page (`GET /auth/login`): one HTML form and a small inline script
 //! (no framework) that posts it with the CSRF header, keeps the access token in memory only,
-//! and offers refresh and logout. The CSP allows that one script by its hash and nothing else.
+//! and offers refresh and logout (which shows the access token, so revocation can deny it). The CSP allows that one script by its hash and nothing else.
 
 use aws_lc_rs::digest;
 use base64::Engine;
@@ -15,28 +15,33 @@ use super::{IssuerSpec, Reply};
 const SCRIPT: &str = r#"
 const out = document.getElementById('status');
 let accessToken = null;
-async function call(path, body) {
-  const r = await fetch(path, {method: 'POST', credentials: 'same-origin',
-    headers: {'Content-Type': 'application/json', 'X-Portcullis-CSRF': '1'},
+async function call(path, body, withToken) {
+  const headers = {'Content-Type': 'application/json', 'X-Portcullis-CSRF': '1'};
+  if (withToken && accessToken) headers.Authorization = 'Bearer ' + accessToken;
+  const sentAt = performance.timeOrigin + performance.now();
+  const r = await fetch(path, {method: 'POST', credentials: 'same-origin', headers,
     body: JSON.stringify(body || {})});
   const data = await r.json().catch(() => ({}));
-  return {status: r.status, data};
+  return {status: r.status, data, sentAt};
 }
 function show(r) {
   accessToken = r.status === 200 ? (r.data.access_token || null) : null;
   out.textContent = r.status === 200 && accessToken ? 'signed in' : (r.data.logged_out ? 'signed out' : 'refused: ' + (r.data.error || r.status));
   out.dataset.status = String(r.status);
   document.body.dataset.signedIn = accessToken ? 'yes' : 'no';
+  return r;
 }
+const refresh = async () => show(await call('/auth/refresh'));
+const logout = async () => show(await call('/auth/logout', {}, true));
 document.getElementById('login').addEventListener('submit', async (e) => {
   e.preventDefault();
   const f = e.target;
   show(await call('/auth/login', {username: f.username.value, password: f.password.value}));
   f.password.value = '';
 });
-document.getElementById('refresh').addEventListener('click', async () => show(await call('/auth/refresh')));
-document.getElementById('logout').addEventListener('click', async () => show(await call('/auth/logout')));
-window.portcullis = {token: () => accessToken, refresh: () => call('/auth/refresh'), logout: () => call('/auth/logout')};
+document.getElementById('refresh').addEventListener('click', refresh);
+document.getElementById('logout').addEventListener('click', logout);
+window.portcullis = {token: () => accessToken, refresh, logout};
 "#;
 
 /// The page, with a CSP naming the script's hash.

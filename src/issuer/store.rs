@@ -94,6 +94,14 @@ pub struct Bucket {
     pub burst: i64,
 }
 
+/// One refused access token: its issuer, its `jti`, and when the token expires anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub iss: String,
+    pub jti: String,
+    pub expires_at: i64,
+}
+
 /// How long to keep what garbage collection would otherwise remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -151,9 +159,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Takes one token from bucket `key`; false when it is empty.
     fn take_token<'a>(&'a self, key: &'a str, now: i64, bucket: Bucket) -> StoreFuture<'a, bool>;
 
-    /// Refuses access token `(iss, jti)` until `expires_at`.
-    fn deny<'a>(&'a self, iss: &'a str, jti: &'a str, expires_at: i64) -> StoreFuture<'a, ()>;
-    fn is_denied<'a>(&'a self, iss: &'a str, jti: &'a str, now: i64) -> StoreFuture<'a, bool>;
+    /// Refuses access token `(iss, jti)` until `expires_at` (written at `now`).
+    fn deny<'a>(
+        &'a self,
+        iss: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// The denials written at or after `since` that have not expired at `now`.
+    fn denials(&self, since: i64, now: i64) -> StoreFuture<'_, Vec<Denial>>;
 
     /// When signing key `kid` was first seen by any replica (recorded now if never).
     fn key_first_seen<'a>(&'a self, kid: &'a str, now: i64) -> StoreFuture<'a, i64>;

@@ -356,6 +356,14 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
     if !(1..=1000).contains(&failures) {
         c.error(None, "issuer.login_throttle.failures", "expected 1–1000");
     }
+    let revocation_on = raw.revocation.enabled.unwrap_or(false);
+    let sync_every = bounded(
+        raw.revocation.sync_every,
+        Duration::from_secs(5),
+        (Duration::from_secs(1), 5 * minute),
+        "issuer.revocation.sync_every",
+        c,
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hashing_permits = raw.hashing.concurrency.unwrap_or(cores);
     if hashing_permits == 0 || hashing_permits > 256 {
@@ -469,6 +477,8 @@ pub(super) fn compile_issuer(raw: &RawIssuer, base: &Path, c: &mut Collector) ->
             client_rate: crate::issuer::store::Bucket { per_minute, burst },
             hashing_permits,
             hashing_queue: raw.hashing.queue.unwrap_or(16),
+            revocation: revocation_on.then_some(sync_every),
+            provider: usize::MAX,
         },
         provider,
         routes,

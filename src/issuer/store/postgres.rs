@@ -12,8 +12,8 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::sql;
 use super::{
-    Bucket, Failures, Family, FamilyRecord, NewFamily, Retention, RotateRequest, Rotation, Store,
-    StoreError, StoreFuture, StoreResult, judge_stale,
+    Bucket, Denial, Failures, Family, FamilyRecord, NewFamily, Retention, RotateRequest, Rotation,
+    Store, StoreError, StoreFuture, StoreResult, judge_stale,
 };
 
 /// Longest a store call (connecting included) may take.
@@ -334,19 +334,34 @@ impl Store for PostgresStore {
         })
     }
 
-    fn deny<'a>(&'a self, iss: &'a str, jti: &'a str, expires_at: i64) -> StoreFuture<'a, ()> {
+    fn deny<'a>(
+        &'a self,
+        iss: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, ()> {
         self.call(move |client| async move {
-            execute(&client, sql::DENY, &[&iss, &jti, &expires_at])
+            execute(&client, sql::DENY, &[&iss, &jti, &expires_at, &now])
                 .await
                 .map(|_| ())
         })
     }
 
-    fn is_denied<'a>(&'a self, iss: &'a str, jti: &'a str, now: i64) -> StoreFuture<'a, bool> {
+    fn denials(&self, since: i64, now: i64) -> StoreFuture<'_, Vec<Denial>> {
         self.call(move |client| async move {
-            Ok(query_opt(&client, sql::IS_DENIED, &[&iss, &jti, &now])
-                .await?
-                .is_some())
+            let rows = client
+                .query(sql::DENIALS, &[&since, &now])
+                .await
+                .map_err(failed)?;
+            Ok(rows
+                .iter()
+                .map(|row| Denial {
+                    iss: row.get(0),
+                    jti: row.get(1),
+                    expires_at: row.get(2),
+                })
+                .collect())
         })
     }
 

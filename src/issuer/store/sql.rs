@@ -3,9 +3,10 @@
 //! milliseconds in `BIGINT` columns; text is `TEXT`.
 
 /// The migrations, in order; each runs in one transaction and records its version.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE refresh_families (
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE refresh_families (
         id TEXT PRIMARY KEY,
         sub TEXT NOT NULL,
         created_at BIGINT NOT NULL,
@@ -38,7 +39,14 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         kid TEXT PRIMARY KEY,
         first_seen BIGINT NOT NULL
     )",
-)];
+    ),
+    (
+        2,
+        // When each denial was written, so replicas read only what is new.
+        "ALTER TABLE denied_tokens ADD COLUMN created_at BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX denied_tokens_created ON denied_tokens (created_at)",
+    ),
+];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS portcullis_migrations (
     version BIGINT PRIMARY KEY,
@@ -113,10 +121,13 @@ pub const TAKE_TOKEN: &str = "INSERT INTO rate_buckets (key, milli_tokens, updat
             THEN $2 ELSE rate_buckets.updated_at END
     RETURNING took";
 
-pub const DENY: &str = "INSERT INTO denied_tokens (iss, jti, expires_at) VALUES ($1, $2, $3)
-    ON CONFLICT (iss, jti) DO UPDATE SET expires_at = excluded.expires_at";
-pub const IS_DENIED: &str =
-    "SELECT 1 FROM denied_tokens WHERE iss = $1 AND jti = $2 AND expires_at > $3";
+pub const DENY: &str = "INSERT INTO denied_tokens (iss, jti, expires_at, created_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (iss, jti) DO UPDATE SET expires_at = excluded.expires_at,
+        created_at = excluded.created_at";
+/// Live denials written at or after $1.
+pub const DENIALS: &str = "SELECT iss, jti, expires_at FROM denied_tokens
+    WHERE created_at >= $1 AND expires_at > $2";
 
 pub const NOTE_KEY: &str = "INSERT INTO signing_keys (kid, first_seen) VALUES ($1, $2)
     ON CONFLICT (kid) DO NOTHING";

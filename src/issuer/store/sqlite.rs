@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sql;
 use super::{
-    Bucket, Failures, FamilyRecord, NewFamily, Retention, RotateRequest, Rotation, Store,
+    Bucket, Denial, Failures, FamilyRecord, NewFamily, Retention, RotateRequest, Rotation, Store,
     StoreError, StoreFuture, StoreResult, judge_stale,
 };
 
@@ -305,21 +305,35 @@ impl Store for SqliteStore {
         })
     }
 
-    fn deny<'a>(&'a self, iss: &'a str, jti: &'a str, expires_at: i64) -> StoreFuture<'a, ()> {
+    fn deny<'a>(
+        &'a self,
+        iss: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, ()> {
         let (iss, jti) = (iss.to_string(), jti.to_string());
         self.run(move |c| {
             c.prepare_cached(&local(sql::DENY))
-                .and_then(|mut s| s.execute(params![iss, jti, expires_at]))
+                .and_then(|mut s| s.execute(params![iss, jti, expires_at, now]))
                 .map(|_| ())
                 .map_err(failed)
         })
     }
 
-    fn is_denied<'a>(&'a self, iss: &'a str, jti: &'a str, now: i64) -> StoreFuture<'a, bool> {
-        let (iss, jti) = (iss.to_string(), jti.to_string());
+    fn denials(&self, since: i64, now: i64) -> StoreFuture<'_, Vec<Denial>> {
         self.run(move |c| {
-            c.prepare_cached(&local(sql::IS_DENIED))
-                .and_then(|mut s| s.exists(params![iss, jti, now]))
+            c.prepare_cached(&local(sql::DENIALS))
+                .and_then(|mut s| {
+                    s.query_map(params![since, now], |row| {
+                        Ok(Denial {
+                            iss: row.get(0)?,
+                            jti: row.get(1)?,
+                            expires_at: row.get(2)?,
+                        })
+                    })?
+                    .collect()
+                })
                 .map_err(failed)
         })
     }
