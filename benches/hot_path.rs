@@ -195,6 +195,37 @@ fn bench_cache_hit(c: &mut Criterion) {
     });
 }
 
+/// Step 7½ with revocation on: the in-memory denylist asked about a token it does not hold
+/// (the usual case) and one it does, with none, 10 000 and 100 000 revoked tokens held.
+fn bench_denylist(c: &mut Criterion) {
+    use portcullis::issuer::denylist::Denylist;
+    use portcullis::issuer::store::Denial;
+    let now = 1_800_000_000_000;
+    let jti = |i: usize| format!("{i:022}");
+    let mut group = c.benchmark_group("denylist_verdict");
+    for n in [0usize, 10_000, 100_000] {
+        let denials: Vec<Denial> = (0..n)
+            .map(|i| Denial {
+                iss: ISSUER.into(),
+                jti: jti(i),
+                expires_at: now + 600_000,
+            })
+            .collect();
+        let list = Denylist::from_denials(&denials, now);
+        let absent = "Zq8d2mX0v7pL4rT9sK1wBc";
+        group.bench_with_input(BenchmarkId::new("absent", n), &n, |b, _| {
+            b.iter(|| list.verdict(black_box(ISSUER), black_box(absent), now))
+        });
+        if n > 0 {
+            let present = jti(n / 2);
+            group.bench_with_input(BenchmarkId::new("revoked", n), &n, |b, _| {
+                b.iter(|| list.verdict(black_box(ISSUER), black_box(&present), now))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// A token whose `kid` no key set has (the unknown-kid flood), refused by `verify`.
 fn bench_unknown_kid(c: &mut Criterion) {
     let verifying = Verifying::new(&TestKey::rsa("rsa-1"));
@@ -408,6 +439,7 @@ criterion_group!(
     bench_unknown_kid,
     bench_signature,
     bench_cache_hit,
+    bench_denylist,
     bench_route_match,
     bench_normalize,
     bench_policy,

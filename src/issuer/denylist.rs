@@ -67,6 +67,14 @@ pub fn merge(entries: &Entries, denials: &[Denial], now: i64) -> Entries {
 }
 
 impl Denylist {
+    /// A denylist already read once, holding `denials` (benches, tests).
+    pub fn from_denials(denials: &[Denial], now: i64) -> Denylist {
+        let list = Denylist::default();
+        list.add(denials, now);
+        list.synced_from.store(now.max(1), Ordering::Release);
+        list
+    }
+
     /// Marks the denylist as wanted, read from the store every `every`.
     pub fn want(&self, every: Duration) {
         self.interval_ms
