@@ -387,4 +387,65 @@ mod tests {
             assert_eq!(got.as_deref(), want.as_deref(), "{path} with {o:?}");
         }
     }
+
+    use proptest::prelude::Strategy as _;
+
+    /// Every combination of the path options.
+    fn all_options() -> Vec<PathOptions> {
+        let mut all = Vec::new();
+        for dot_segments in [DotSegments::Resolve, DotSegments::Reject] {
+            for empty_segments in [EmptySegments::Reject, EmptySegments::Merge] {
+                for encoded_slash in [EncodedSlash::Reject, EncodedSlash::Keep] {
+                    for path_parameters in [PathParameters::Reject, PathParameters::Strip] {
+                        for windows_segments in [WindowsSegments::Reject, WindowsSegments::Keep] {
+                            all.push(PathOptions {
+                                dot_segments,
+                                empty_segments,
+                                encoded_slash,
+                                path_parameters,
+                                windows_segments,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// Paths built from the pieces that confuse normalisers: dots, slashes, escapes of dots,
+    /// slashes, percent and backslash, parameters, trailing dots and spaces, non-ASCII.
+    fn tricky_path() -> impl proptest::strategy::Strategy<Value = String> {
+        let piece = proptest::sample::select(vec![
+            "/", "//", ".", "..", "a", "admin", "%2e", "%2E", "%2f", "%2F", "%25", "%5c", "\\",
+            ";", ";x=1", "%3b", " ", "%20", "~", "%7e", "%41", "%c3%a9", "é", "%", "%g0", "%0a",
+            "\t", "+", "?",
+        ]);
+        proptest::collection::vec(piece, 0..16).prop_map(|pieces| format!("/{}", pieces.concat()))
+    }
+
+    proptest::proptest! {
+        /// What normalisation accepts is a fixed point (normalising it again changes nothing),
+        /// starts at the root and holds no segment that could climb or stay: never above `/`.
+        #[test]
+        fn normalised_paths_are_fixed_points_below_the_root(path in tricky_path()) {
+            for o in all_options() {
+                let Ok(once) = normalize(&path, &o) else { continue };
+                let twice = normalize(&once, &o);
+                proptest::prop_assert_eq!(
+                    twice.as_deref(), Ok(&*once), "{:?} with {:?}", path, o
+                );
+                proptest::prop_assert!(once.starts_with('/'), "{once}");
+                proptest::prop_assert!(
+                    once[1..].split('/').all(|s| s != "." && s != ".."),
+                    "{:?} -> {:?} with {:?}", path, once, o
+                );
+                proptest::prop_assert!(!once.contains("//"), "{:?} -> {:?}", path, once);
+                proptest::prop_assert!(
+                    !once.bytes().any(|b| b.is_ascii_control() || b == b'\\'),
+                    "{:?} -> {:?}", path, once
+                );
+            }
+        }
+    }
 }
