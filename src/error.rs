@@ -146,6 +146,8 @@ pub enum RequestError {
     BodyTooLarge,
     #[error("the request body could not be read")]
     BadBody,
+    #[error("the message framing is ambiguous: {0}")]
+    BadFraming(&'static str),
     #[error("no bearer token was presented")]
     MissingToken,
     #[error("the credentials are malformed: {0}")]

@@ -68,7 +68,7 @@ pub fn status_class(status: u16) -> usize {
 
 /// Decisions counted apart per route: every reason code and `allowed` (`http::respond`
 /// checks at compile time that they fit).
-pub const DECISIONS: usize = 50;
+pub const DECISIONS: usize = 52;
 
 /// One route's requests, by method class, status class and decision, and their durations.
 /// Held by the registry under the route's name, so counts survive a reload that keeps it.

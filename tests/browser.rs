@@ -177,7 +177,8 @@ async fn a_browser_signs_in_shares_one_session_across_tabs_and_signs_out() {
     );
 
     // 3. Two tabs share the cookie jar and refresh within 20 ms of each other: one rotates,
-    // the other gets the same successor in the grace window, and both stay signed in.
+    // the other gets the same successor in the grace window (or rotates again, when the first
+    // answer was already in the jar), and both stay signed in.
     let first = browser.current_tab().await;
     let second = browser.new_tab().await;
     browser.go(&s.url("/auth/login")).await;
@@ -199,14 +200,17 @@ async fn a_browser_signs_in_shares_one_session_across_tabs_and_signs_out() {
     );
     assert_eq!((status_first, status_second), (200, 200));
     let issuer = s.issuer();
-    assert_eq!(
-        (
-            issuer.count(Event::Refreshed),
-            issuer.count(Event::RefreshGrace)
-        ),
-        (1, 1),
-        "one rotation, one grace answer"
+    // Whichever arrives second holds the old cookie (a grace answer: the same successor) or,
+    // when the first answer landed in the jar before it left, the new one (a rotation).
+    let (rotated, graced) = (
+        issuer.count(Event::Refreshed),
+        issuer.count(Event::RefreshGrace),
     );
+    assert!(
+        rotated >= 1 && rotated + graced == 2,
+        "{rotated} rotations, {graced} grace answers"
+    );
+    assert_eq!(issuer.count(Event::ReuseDetected), 0);
     assert_eq!(api_status(&browser).await, json!(200));
     browser.switch_to(&first).await;
     assert_eq!(api_status(&browser).await, json!(200));

@@ -1,8 +1,8 @@
 //! Step 3: limits on the request itself, checked before routing — URI length and message
 //! framing — and the per-route body limit, enforced while the body streams (never buffered).
 
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Uri};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, Uri, Version};
 use http_body_util::Limited;
 use hyper::body::{Body, Incoming};
 
@@ -23,6 +23,39 @@ pub fn check_head(uri: &Uri, max_uri_bytes: usize) -> Result<(), RequestError> {
         + uri.scheme_str().map_or(0, str::len);
     if uri_len > max_uri_bytes {
         return Err(RequestError::UriTooLong);
+    }
+    Ok(())
+}
+
+/// Step 3, first, for what came over HTTP/1: what hyper lets through but RFC 9112 says a
+/// server must refuse — `Transfer-Encoding` on HTTP/1.0 (§6.1), any `Transfer-Encoding` but one
+/// `chunked` (a coding applied twice, §6.1), and an HTTP/1.1 request without `Host` (§3.2).
+/// Not part of `authorize`: `explain` has no framing.
+pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), RequestError> {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+    if codings.peek().is_some() {
+        if version < Version::HTTP_11 {
+            return Err(RequestError::BadFraming(
+                "Transfer-Encoding on an HTTP/1.0 request",
+            ));
+        }
+        let mut count = 0;
+        for value in codings {
+            for coding in value.as_bytes().split(|b| *b == b',') {
+                count += 1;
+                if !coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Err(RequestError::BadFraming(
+                        "a Transfer-Encoding other than chunked",
+                    ));
+                }
+            }
+        }
+        if count > 1 {
+            return Err(RequestError::BadFraming("chunked applied more than once"));
+        }
+    }
+    if version == Version::HTTP_11 && !headers.contains_key(HOST) {
+        return Err(RequestError::BadHost("an HTTP/1.1 request without Host"));
     }
     Ok(())
 }

@@ -141,6 +141,11 @@ pub async fn authorize<'s, O: Observer<'s>>(
         (found.map_err(miss_error)?, target.path, target.host_header)
     };
     observer.route(route);
+    // TRACE echoes the request back, the identity headers the gateway adds included: only a
+    // route that lists it by name takes it.
+    if parts.method == http::Method::TRACE && !route.methods.names(&http::Method::TRACE) {
+        return Err(RequestError::MethodNotAllowed);
+    }
 
     // Steps 5–7: extract, screen and verify the token, unless the route is public or denies.
     let (claims, refuse_from, credentials) = match &route.policy {

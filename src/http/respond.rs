@@ -24,6 +24,7 @@ pub enum Reason {
     UriTooLong,
     BodyTooLarge,
     BadBody,
+    BadFraming,
     MissingToken,
     InvalidRequest,
     TokenTooLarge,
@@ -65,7 +66,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for tables and docs.
-    pub const ALL: [Reason; 48] = [
+    pub const ALL: [Reason; 49] = [
         Reason::NoRoute,
         Reason::MethodNotAllowed,
         Reason::BadMethod,
@@ -77,6 +78,7 @@ impl Reason {
         Reason::UriTooLong,
         Reason::BodyTooLarge,
         Reason::BadBody,
+        Reason::BadFraming,
         Reason::MissingToken,
         Reason::InvalidRequest,
         Reason::TokenTooLarge,
@@ -130,6 +132,7 @@ impl Reason {
             Reason::UriTooLong => "uri_too_long",
             Reason::BodyTooLarge => "body_too_large",
             Reason::BadBody => "bad_body",
+            Reason::BadFraming => "bad_framing",
             Reason::MissingToken => "missing_token",
             Reason::InvalidRequest => "invalid_request",
             Reason::TokenTooLarge => "token_too_large",
@@ -312,6 +315,9 @@ pub fn rejection(err: &RequestError) -> Rejection {
             "the request body is malformed or was cut off",
         )
         .closing(),
+        RequestError::BadFraming(detail) => {
+            Rejection::new(S::BAD_REQUEST, Reason::BadFraming, Challenge::None, detail).closing()
+        }
         RequestError::MissingToken => Rejection::new(
             S::UNAUTHORIZED,
             Reason::MissingToken,
@@ -516,6 +522,7 @@ mod tests {
             RequestError::UriTooLong,
             RequestError::BodyTooLarge,
             RequestError::BadBody,
+            RequestError::BadFraming("x"),
             RequestError::MissingToken,
         ];
         all.extend(
@@ -604,6 +611,7 @@ mod tests {
             RequestError::UriTooLong => (414, "uri_too_long", No, false),
             RequestError::BodyTooLarge => (413, "body_too_large", No, true),
             RequestError::BadBody => (400, "bad_body", No, true),
+            RequestError::BadFraming(_) => (400, "bad_framing", No, true),
             RequestError::MissingToken => (401, "missing_token", Bearer, false),
             RequestError::InvalidRequest(
                 ExtractError::MultipleAuthorization

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tracing::info;
 
 use super::ProxyBody;
+use super::limits;
 use super::pipeline::{Observer, Peer, TokenCheck, TokenSeen, TunnelContext, authorize, dispatch};
 use super::respond;
 use crate::conn::ConnInfo;
@@ -113,16 +114,22 @@ pub async fn handle(
         tls: conn.tls,
     };
     let cache = TokenCheck::Verify(snapshot.token_cache.as_ref());
-    let result = match authorize(
-        &snapshot,
-        parts,
-        peer,
-        request_id.clone(),
-        cache,
-        &mut outcome,
-    )
-    .await
-    {
+    let framed = limits::check_framing(parts.version, &parts.headers);
+    let authorized = match framed {
+        Ok(()) => {
+            authorize(
+                &snapshot,
+                parts,
+                peer,
+                request_id.clone(),
+                cache,
+                &mut outcome,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let result = match authorized {
         Ok(authorized) => {
             dispatch(&snapshot, authorized, body, || TunnelContext {
                 slot: conn.slot.take(),

@@ -376,6 +376,11 @@ impl MethodSet {
         self.0.as_ref().is_none_or(|list| list.contains(method))
     }
 
+    /// Whether `method` is listed by name (`ANY` lists none).
+    pub fn names(&self, method: &Method) -> bool {
+        self.0.as_ref().is_some_and(|list| list.contains(method))
+    }
+
     /// Whether every method accepted by `other` is accepted here.
     pub fn covers(&self, other: &MethodSet) -> bool {
         match (&self.0, &other.0) {

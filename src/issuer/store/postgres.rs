@@ -98,17 +98,26 @@ impl PostgresStore {
 }
 
 async fn migrate(client: &Client) -> StoreResult<()> {
-    client
-        .batch_execute(sql::CREATE_MIGRATIONS_TABLE)
-        .await
-        .or_else(|e| {
-            // Two processes creating the table at once: one wins, the other sees it exist.
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                Ok(())
-            } else {
-                Err(failed(e))
-            }
-        })?;
+    // The migrations table is made under the same lock as each migration: two processes
+    // creating it at once can otherwise both fail the catalog's unique index.
+    client.batch_execute("BEGIN").await.map_err(failed)?;
+    let made = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(failed)?;
+        client
+            .batch_execute(sql::CREATE_MIGRATIONS_TABLE)
+            .await
+            .map_err(failed)
+    };
+    match made.await {
+        Ok(()) => client.batch_execute("COMMIT").await.map_err(failed)?,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    }
     for (version, statements) in sql::MIGRATIONS {
         client.batch_execute("BEGIN").await.map_err(failed)?;
         let step = async {
