@@ -383,31 +383,14 @@ async fn logout_revokes_the_access_token_it_is_shown_when_revocation_is_on() {
     let (header, rest) = token.split_once('.').unwrap();
     let (payload, _) = rest.split_once('.').unwrap();
     let forged = format!("{header}.{payload}.AAAA");
-    let answer = s
-        .client
-        .post(s.url("/auth/logout"))
-        .header("x-portcullis-csrf", "1")
-        .bearer_auth(&forged)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let answer = s.logout_showing(None, &forged).await;
     assert_eq!(answer.status(), 200);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["access_token_revoked"], false);
     assert_eq!(s.get("/api/things", &token).await, 200);
 
     // Logout with the token: the family ends and the token is refused from now on.
-    let answer = s
-        .client
-        .post(s.url("/auth/logout"))
-        .header("x-portcullis-csrf", "1")
-        .header(COOKIE, format!("{COOKIE_NAME}={cookie}"))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let answer = s.logout_showing(Some(&cookie), &token).await;
     assert_eq!(answer.status(), 200);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["access_token_revoked"], true);
@@ -441,16 +424,7 @@ async fn logout_revokes_the_access_token_it_is_shown_when_revocation_is_on() {
 async fn without_revocation_logout_leaves_access_tokens_to_expire() {
     let s = setup("").await;
     let (token, cookie, _) = token_of(s.login("alice", "alice-password").await).await;
-    let answer = s
-        .client
-        .post(s.url("/auth/logout"))
-        .header("x-portcullis-csrf", "1")
-        .header(COOKIE, format!("{COOKIE_NAME}={cookie}"))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let answer = s.logout_showing(Some(&cookie), &token).await;
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["access_token_revoked"], false);
     assert_eq!(s.get("/api/things", &token).await, 200);

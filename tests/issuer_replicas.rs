@@ -151,19 +151,7 @@ async fn an_access_token_revoked_on_one_replica_is_refused_by_the_other() {
     .await;
     let (token, cookie, _) = token_of(a.login("alice", "alice-password").await).await;
     assert_eq!(b.get("/api/things", &token).await, 200);
-    let answer = a
-        .client
-        .post(a.url("/auth/logout"))
-        .header("x-portcullis-csrf", "1")
-        .header(
-            "cookie",
-            format!("{}={cookie}", common::issuer::COOKIE_NAME),
-        )
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let answer = a.logout_showing(Some(&cookie), &token).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(
         a.get("/api/things", &token).await,

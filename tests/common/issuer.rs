@@ -91,6 +91,20 @@ impl Setup {
         request.send().await.unwrap()
     }
 
+    /// `POST /auth/logout` with the refresh cookie (if any) and `Authorization: Bearer token`.
+    pub async fn logout_showing(&self, cookie: Option<&str>, token: &str) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/auth/logout"))
+            .header("x-portcullis-csrf", "1")
+            .bearer_auth(token)
+            .json(&json!({}));
+        if let Some(c) = cookie {
+            request = request.header(COOKIE, format!("{COOKIE_NAME}={c}"));
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn login(&self, user: &str, password: &str) -> reqwest::Response {
         self.post(
             "/auth/login",
