@@ -444,4 +444,73 @@ mod tests {
             }
         }
     }
+
+    /// Route shapes for the property below: prefixes, exact paths and templates that overlap.
+    const SHAPES: [(&str, bool); 9] = [
+        ("/", true),
+        ("/a", true),
+        ("/a/b", true),
+        ("/a/b/c", true),
+        ("/b", true),
+        ("/a/b", false),
+        ("/a/{id}", false),
+        ("/a/{id}/c", false),
+        ("/b/{id}", false),
+    ];
+    const PROBES: [&str; 10] = [
+        "/", "/a", "/a/", "/a/b", "/a/b/c", "/a/x", "/a/x/c", "/b", "/b/1", "/c",
+    ];
+
+    fn shaped(shape: usize, methods: usize) -> Route {
+        let (text, prefix) = SHAPES[shape];
+        let path = if prefix {
+            PathMatcher::prefix(text)
+        } else {
+            PathMatcher::path(text).unwrap()
+        };
+        let list = [None, Some(vec![Method::GET]), Some(vec![Method::POST])][methods].clone();
+        route(&format!("{shape}-{methods}"), path, list)
+    }
+
+    proptest::proptest! {
+        /// Which route a request gets does not depend on the order routes are written in
+        /// (except between routes that tie, where the first written wins), and the index finds
+        /// what a scan of every route finds.
+        #[test]
+        fn the_choice_depends_on_specificity_not_order(
+            specs in proptest::collection::btree_set((0..SHAPES.len(), 0usize..3), 1..12),
+            shift in 0usize..12,
+            probes in proptest::collection::vec((0..PROBES.len(), 0usize..3), 1..24),
+        ) {
+            let specs: Vec<_> = specs.into_iter().collect();
+            let mut rotated = specs.clone();
+            rotated.rotate_left(shift % specs.len());
+            let mut reversed = specs.clone();
+            reversed.reverse();
+            let tables = [&specs, &rotated, &reversed]
+                .map(|list| RouteTable::new(list.iter().map(|&(s, m)| shaped(s, m)).collect()));
+            for (probe, m) in probes {
+                let (path, method) = (PROBES[probe], [Method::GET, Method::POST, Method::PUT][m].clone());
+                let name = |t: &RouteTable| t.find(&method, None, path).map(|r| r.name.clone());
+                let scanned = tables[0]
+                    .find_traced(&method, None, path, |_, _| {})
+                    .map(|r| r.name.clone());
+                proptest::prop_assert_eq!(&name(&tables[0]), &scanned, "index vs scan: {} {}", method, path);
+                // A tie: two allowed routes with the best score.
+                let scores: Vec<_> = tables[0]
+                    .routes()
+                    .iter()
+                    .filter(|r| r.methods.allows(&method))
+                    .filter_map(|r| r.path.score(path, true))
+                    .collect();
+                let best = scores.iter().max();
+                let tie = best.is_some_and(|b| scores.iter().filter(|s| *s == b).count() > 1);
+                if !tie {
+                    for t in &tables[1..] {
+                        proptest::prop_assert_eq!(&name(t), &scanned, "order changed the choice: {} {} in {:?}", method, path, specs);
+                    }
+                }
+            }
+        }
+    }
 }
