@@ -32,6 +32,10 @@ pub fn check_head(uri: &Uri, max_uri_bytes: usize) -> Result<(), RequestError> {
 /// `chunked` (a coding applied twice, §6.1), and an HTTP/1.1 request without `Host` (§3.2).
 /// Not part of `authorize`: `explain` has no framing.
 pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), RequestError> {
+    if version >= Version::HTTP_2 {
+        // HTTP/2 frames its own messages; its `:authority` stands for `Host`.
+        return Ok(());
+    }
     let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
     if codings.peek().is_some() {
         if version < Version::HTTP_11 {
@@ -109,5 +113,67 @@ mod tests {
             check_head(&absolute, 100),
             Err(RequestError::UriTooLong)
         ));
+    }
+
+    #[test]
+    fn framing_table() {
+        use Version as V;
+        type Headers = &'static [(&'static str, &'static str)];
+        let cases: &[(V, Headers, Option<&str>)] = &[
+            (V::HTTP_11, &[("host", "a")], None),
+            (
+                V::HTTP_11,
+                &[("host", "a"), ("transfer-encoding", "chunked")],
+                None,
+            ),
+            (
+                V::HTTP_11,
+                &[("host", "a"), ("transfer-encoding", "Chunked ")],
+                None,
+            ),
+            (V::HTTP_11, &[], Some("bad_host")),
+            (V::HTTP_10, &[], None),
+            (
+                V::HTTP_10,
+                &[("transfer-encoding", "chunked")],
+                Some("bad_framing"),
+            ),
+            (
+                V::HTTP_11,
+                &[("host", "a"), ("transfer-encoding", "chunked, chunked")],
+                Some("bad_framing"),
+            ),
+            (
+                V::HTTP_11,
+                &[
+                    ("host", "a"),
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                Some("bad_framing"),
+            ),
+            (
+                V::HTTP_11,
+                &[("host", "a"), ("transfer-encoding", "gzip, chunked")],
+                Some("bad_framing"),
+            ),
+            (V::HTTP_2, &[], None),
+        ];
+        for (version, headers, want) in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in *headers {
+                map.append(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                );
+            }
+            let got = match check_framing(*version, &map) {
+                Ok(()) => None,
+                Err(RequestError::BadHost(_)) => Some("bad_host"),
+                Err(RequestError::BadFraming(_)) => Some("bad_framing"),
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(got, *want, "{version:?} {headers:?}");
+        }
     }
 }

@@ -18,6 +18,9 @@ use super::store::{Denial, Store, StoreError};
 /// replicas whose clocks differ by up to this much, and writes committed late.
 pub const SKEW_MARGIN_MS: i64 = 5 * 60_000;
 
+/// How often an unwanted denylist's task looks whether it is wanted.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
 /// Denied `jti`s by issuer, each with the token's expiry (Unix ms).
 pub type Entries = HashMap<String, HashMap<Box<str>, i64>>;
 
@@ -133,7 +136,11 @@ impl Denylist {
     ) {
         let mut failing = false;
         loop {
-            let every = Duration::from_millis(self.interval_ms.load(Ordering::Relaxed).max(1));
+            // Not wanted yet (no issuer with revocation on): look again now and then.
+            let every = match self.interval_ms.load(Ordering::Relaxed) {
+                0 => IDLE_CHECK,
+                ms => Duration::from_millis(ms),
+            };
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
