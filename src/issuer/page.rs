@@ -1,6 +1,7 @@
 //! The optional sign-in page (`GET /auth/login`): one HTML form and a small inline script
 //! (no framework) that posts it with the CSRF header, keeps the access token in memory only,
-//! and offers refresh and logout (which shows the access token, so revocation can deny it). The CSP allows that one script by its hash and nothing else.
+//! and offers refresh and logout (which shows the access token, so revocation can deny it).
+//! The CSP allows that one script by its hash and nothing else.
 
 use aws_lc_rs::digest;
 use base64::Engine;
