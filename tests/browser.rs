@@ -84,6 +84,15 @@ fn has_refresh_cookie(recorded: &common::Recorded) -> bool {
         .any(|v| v.to_str().unwrap_or("").contains(COOKIE_NAME))
 }
 
+/// Waits (at most `WAIT`) until `script` returns `want` in the current tab.
+async fn wait_for(browser: &Browser, script: &str, want: Value, what: &str) {
+    common::assert_eventually(WAIT, what, || {
+        let want = want.clone();
+        async move { browser.run(script, json!([])).await == want }
+    })
+    .await;
+}
+
 /// Schedules a refresh in the current tab at Unix time `at` (ms); its answer lands in
 /// `window.refreshed`.
 async fn refresh_at(browser: &Browser, at: u64) {
@@ -99,14 +108,13 @@ async fn refresh_at(browser: &Browser, at: u64) {
 }
 
 async fn refreshed(browser: &Browser) -> (u16, f64) {
-    browser
-        .wait_for(
-            "return window.refreshed !== null",
-            json!(true),
-            WAIT,
-            "the scheduled refresh answered",
-        )
-        .await;
+    wait_for(
+        browser,
+        "return window.refreshed !== null",
+        json!(true),
+        "the scheduled refresh answered",
+    )
+    .await;
     let r = browser
         .run(
             "return {status: window.refreshed.status, sentAt: window.refreshed.sentAt}",
@@ -146,14 +154,13 @@ async fn a_browser_signs_in_shares_one_session_across_tabs_and_signs_out() {
         .type_into("input[name=password]", "alice-password")
         .await;
     browser.click("button[type=submit]").await;
-    browser
-        .wait_for(
-            "return document.body.dataset.signedIn",
-            json!("yes"),
-            WAIT,
-            "the page says signed in",
-        )
-        .await;
+    wait_for(
+        &browser,
+        "return document.body.dataset.signedIn",
+        json!("yes"),
+        "the page says signed in",
+    )
+    .await;
     assert_eq!(api_status(&browser).await, json!(200));
 
     // 2. The refresh cookie: host-only, Secure, HttpOnly, SameSite=Strict — and no script sees it.
@@ -268,14 +275,13 @@ async fn a_browser_signs_in_shares_one_session_across_tabs_and_signs_out() {
     // A cross-site form POST to logout is refused before any cookie is read; the session lives.
     let logout = s.url("/auth/logout");
     browser.go(&format!("{elsewhere}/post?to={logout}")).await;
-    browser
-        .wait_for(
-            "return document.body && document.body.innerText.includes('csrf_refused')",
-            json!(true),
-            WAIT,
-            "the gateway answered the cross-site logout with csrf_refused",
-        )
-        .await;
+    wait_for(
+        &browser,
+        "return document.body && document.body.innerText.includes('csrf_refused')",
+        json!(true),
+        "the gateway answered the cross-site logout with csrf_refused",
+    )
+    .await;
     assert!(issuer.count(Event::CsrfRefused) >= 1);
     assert_eq!(issuer.count(Event::Logout), 0);
 
@@ -290,13 +296,10 @@ async fn a_browser_signs_in_shares_one_session_across_tabs_and_signs_out() {
         .to_string();
     assert_eq!(s.get("/api/things", &token).await, 200);
     browser.click("#logout").await;
-    browser
-        .wait_for(
+    wait_for(
+            &browser,
             "return document.body.dataset.signedIn + ' ' + document.getElementById('status').textContent",
-            json!("no signed out"),
-            WAIT,
-            "the page says signed out",
-        )
+            json!("no signed out"), "the page says signed out")
         .await;
     assert!(
         browser

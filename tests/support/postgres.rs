@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Postgres {
     child: Option<Child>,
@@ -110,45 +110,46 @@ impl Postgres {
             .arg(dir.path())
             .args(["-c", "fsync=off", "-c", "max_connections=50"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Ready when the server says so on stderr (read on a thread that keeps draining it).
+        let mut child = child;
+        let stderr = child.stderr.take().unwrap();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("ready to accept connections") {
+                    let _ = ready.send(());
+                }
+            }
+        });
         let server = Postgres {
             child: Some(child),
             _dir: dir,
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "postgres did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        is_ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("postgres says it is ready within 30 s");
         Some(server)
     }
 
-    /// A URL for a new database `name` (created now; retried while the server starts up).
+    /// A URL for a new database `name` (created now).
     pub async fn database(&self, name: &str) -> String {
         let url = format!("postgres://portcullis@127.0.0.1:{}/postgres", self.port);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let attempt = async {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            match attempt.await {
-                Ok(()) => break,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("create database {name}: {e}"),
-            }
-        }
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         format!("postgres://portcullis@127.0.0.1:{}/{name}", self.port)
     }
 }
@@ -160,15 +161,19 @@ impl Drop for Postgres {
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            // Wait (at most 10 s) for it to exit, on a thread, then make sure it is gone.
+            let pid = child.id();
+            let (exited, has_exited) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = exited.send(child.wait());
+            });
+            if has_exited.recv_timeout(Duration::from_secs(10)).is_ok() {
+                return;
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let _ = has_exited.recv_timeout(Duration::from_secs(10));
         }
     }
 }

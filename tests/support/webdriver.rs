@@ -216,22 +216,6 @@ impl Browser {
         self.command(reqwest::Method::POST, "/window", json!({"handle": handle}))
             .await;
     }
-
-    /// Polls `script` until it returns `want` or `within` passes (then panics with `what`).
-    pub async fn wait_for(&self, script: &str, want: Value, within: Duration, what: &str) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let got = self.run(script, json!([])).await;
-            if got == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not within {within:?}: {what} (last: {got})"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 impl Drop for Browser {
