@@ -98,31 +98,17 @@ impl PostgresStore {
 }
 
 async fn migrate(client: &Client) -> StoreResult<()> {
-    // The migrations table is made under the same lock as each migration: two processes
-    // creating it at once can otherwise both fail the catalog's unique index.
-    client.batch_execute("BEGIN").await.map_err(failed)?;
-    let made = async {
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(failed)?;
-        client
-            .batch_execute(sql::CREATE_MIGRATIONS_TABLE)
-            .await
-            .map_err(failed)
-    };
-    match made.await {
-        Ok(()) => client.batch_execute("COMMIT").await.map_err(failed)?,
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    }
     for (version, statements) in sql::MIGRATIONS {
         client.batch_execute("BEGIN").await.map_err(failed)?;
         let step = async {
             client
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(failed)?;
+            // The migrations table is made under the lock too: two processes creating it at
+            // once could otherwise both fail the catalog's unique index.
+            client
+                .batch_execute(sql::CREATE_MIGRATIONS_TABLE)
                 .await
                 .map_err(failed)?;
             let applied: i64 = client
