@@ -178,9 +178,19 @@ pub fn load_with(path: &Path, vars: &HashMap<String, String>) -> Result<Config, 
             format!("cannot read the config file: {e}"),
         )])
     })?;
+    load_text(path, &text, vars)
+}
+
+/// Validates `text` as the config file at `path` (rule files and key files are read relative
+/// to it).
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    vars: &HashMap<String, String>,
+) -> Result<Config, ConfigErrors> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (raw, rules) = values::with_overrides(vars, || {
-        let raw: raw::RawConfig = parse(path, &text)?;
+        let raw: raw::RawConfig = parse(path, text)?;
         let rules = rule_files::load(path, &base, &raw.rule_files)?;
         Ok::<_, ConfigErrors>((raw, rules))
     })?;

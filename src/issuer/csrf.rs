@@ -27,9 +27,13 @@ pub struct Policy<'a> {
 }
 
 pub fn check(headers: &HeaderMap, policy: Policy<'_>) -> Result<(), Refusal> {
-    let origin = headers
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
+    // An `Origin` that is not text, or sent twice, is no origin we allow (a browser sends one).
+    let mut origins = headers.get_all(http::header::ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(value.to_str().map_err(|_| Refusal::ForeignOrigin)?),
+        (Some(_), Some(_)) => return Err(Refusal::ForeignOrigin),
+    };
     let allowed = |o: &str| o == policy.own_origin || policy.allowed_origins.iter().any(|a| a == o);
     match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
         Some(b"same-origin" | b"none") => {}
@@ -133,5 +137,32 @@ mod tests {
             }
             assert_eq!(check(&headers, policy), expected, "row {i}");
         }
+        // Found by fuzz/issuer_inputs: an Origin that is not text passed as if absent.
+        let odd = [
+            &b"https://evil.example\xe9"[..],
+            b"https://auth.example\xe9",
+        ];
+        for origin in odd {
+            let mut headers = HeaderMap::new();
+            headers.insert("origin", http::HeaderValue::from_bytes(origin).unwrap());
+            headers.insert("x-portcullis-csrf", http::HeaderValue::from_static("1"));
+            assert_eq!(check(&headers, policy), Err(Refusal::ForeignOrigin));
+            headers.insert(
+                "sec-fetch-site",
+                http::HeaderValue::from_static("same-origin"),
+            );
+            assert_eq!(check(&headers, policy), Err(Refusal::ForeignOrigin));
+        }
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "origin",
+            http::HeaderValue::from_static("https://auth.example"),
+        );
+        headers.append(
+            "origin",
+            http::HeaderValue::from_static("https://evil.example"),
+        );
+        headers.insert("x-portcullis-csrf", http::HeaderValue::from_static("1"));
+        assert_eq!(check(&headers, policy), Err(Refusal::ForeignOrigin));
     }
 }
