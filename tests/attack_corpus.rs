@@ -1,6 +1,6 @@
 //! The attack corpus: every line of every file in `tests/attacks/` is one request replayed over
-//! a raw socket against the real gateway with a recording upstream. Adding a case is adding a
-//! line.
+//! a raw socket against the real gateway with a recording upstream; `tests/attacks/http2/` the
+//! same as hand-written HTTP/2 frames (h2c, prior knowledge). Adding a case is adding a line.
 //!
 //! A line is four tab-separated fields: a name, the request, what must happen, and the
 //! reference (RFC section or CVE) the case comes from. `#` starts a comment line.
@@ -15,8 +15,12 @@
 //!   conditions on the upstream: `upstream=none` (nothing reached it), `upstream=one` (exactly
 //!   one request), `upstream=not-whole` (no body reached it whole: a body that fails to parse
 //!   aborts the upstream request), `hdr:NAME=VALUE` (that one request carried NAME once, with VALUE),
-//!   `nohdr:NAME` (nothing that reached it carried NAME), `target=PATH` (the one request's
+//!   (`\x20` for a space), `nohdr:NAME` (nothing that reached it carried NAME), `target=PATH` (the one request's
 //!   target).
+//! - In `http2/`, the request is the header list, `name: value` items joined by ` | ` (in the
+//!   order sent, pseudo-headers included, nothing added but the marker, last), optionally
+//!   ending in `DATA <bytes>`; the status `reset` means the stream was reset (or the
+//!   connection sent GOAWAY) without a response.
 
 mod common;
 
@@ -309,8 +313,9 @@ struct Case {
     expect: String,
 }
 
-fn corpus() -> Vec<Case> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks");
+/// Every line of the `.tsv` files directly in `dir`.
+fn corpus(dir: &str) -> Vec<Case> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -371,8 +376,20 @@ fn answer_of(response: &str) -> Option<(u16, String)> {
     Some((status, reason))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_line_of_the_attack_corpus() {
+/// What came back for one line.
+#[derive(Debug)]
+enum Answer {
+    /// A response: status and the `reason` of its problem body (`-`: none).
+    Status(u16, String),
+    /// HTTP/2: the stream was reset or the connection sent GOAWAY, with no response.
+    Reset,
+    /// The connection closed (or the wait ran out) without an answer.
+    Nothing(String),
+}
+
+/// The real gateway with the corpus's routes, its recording upstream and the tokens lines
+/// can name.
+async fn start() -> (TestGateway, TestUpstream, Vec<(&'static str, String)>) {
     let work = Workdir::new();
     let rsa = TestKey::rsa("rsa-1");
     let ec = TestKey::ec256("ec-1");
@@ -387,39 +404,27 @@ async fn every_line_of_the_attack_corpus() {
         .start_in(work)
         .await;
     let tokens = tokens(&rsa, &ec);
-    let host = gw.addr(0).to_string();
-    let cases = corpus();
-    assert!(cases.len() >= 60, "the corpus has {} lines", cases.len());
-    // Every request first; then, once the upstream has settled (an aborted body is recorded
-    // when its upload fails, after the client's answer), each line's conditions, on what
-    // reached the upstream carrying that line's marker header.
-    let mut answers = Vec::new();
-    for (index, case) in cases.iter().enumerate() {
-        let mut request = case.request.replace("{host}", &host);
-        for (name, token) in &tokens {
-            request = request.replace(&format!("{{{name}}}"), token);
-        }
-        assert!(
-            !has_placeholder(&request),
-            "{}:{}: an unknown placeholder in {request}",
-            case.file,
-            case.line
-        );
-        let mut bytes = unescape(&request);
-        let ends_head =
-            bytes.windows(4).any(|w| w == b"\r\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n");
-        if !ends_head {
-            bytes.extend_from_slice(b"Connection: close\r\n\r\n");
-        }
-        // The marker goes right after the request line.
-        let at = bytes
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(bytes.len(), |i| i + 1);
-        let marker = format!("{MARKER}: {index}\r\n");
-        bytes.splice(at..at, marker.bytes());
-        answers.push(raw_exchange(gw.addr(0), &bytes, Duration::from_secs(3)).await);
+    (gw, upstream, tokens)
+}
+
+/// The line's request with `{host}` and token placeholders filled in.
+fn expand(case: &Case, host: &str, tokens: &[(&str, String)]) -> String {
+    let mut request = case.request.replace("{host}", host);
+    for (name, token) in tokens {
+        request = request.replace(&format!("{{{name}}}"), token);
     }
+    assert!(
+        !has_placeholder(&request),
+        "{}:{}: an unknown placeholder in {request}",
+        case.file,
+        case.line
+    );
+    request
+}
+
+/// Waits until the upstream has recorded everything (an aborted body is recorded when its
+/// upload fails, after the client's answer).
+async fn settle(upstream: &TestUpstream) {
     let settled = upstream.clone();
     let mut last = usize::MAX;
     common::assert_eventually(Duration::from_secs(10), "the upstream settles", move || {
@@ -429,9 +434,14 @@ async fn every_line_of_the_attack_corpus() {
         async move { still }
     })
     .await;
+}
+
+/// Judges every line's answer and what reached the upstream carrying its marker; panics
+/// with every line that failed.
+fn judge(cases: &[Case], answers: &[Answer], upstream: &TestUpstream) {
     let recorded = upstream.requests();
     let mut failures = Vec::new();
-    for (index, (case, response)) in cases.iter().zip(&answers).enumerate() {
+    for (index, (case, answer)) in cases.iter().zip(answers).enumerate() {
         let reached: Vec<_> = recorded
             .iter()
             .filter(|r| {
@@ -443,18 +453,22 @@ async fn every_line_of_the_attack_corpus() {
         let mut wrong = Vec::new();
         let mut expect = case.expect.split_whitespace();
         let (want_status, want_reason) = (expect.next().unwrap(), expect.next().unwrap_or("*"));
-        match answer_of(response) {
-            // A connection closed without an answer is a refusal too, where any status is.
-            None if want_status == "*" => {}
-            Some((status, reason)) => {
-                if want_status != "*" && status.to_string() != want_status {
+        match answer {
+            Answer::Status(status, reason) => {
+                if want_status == "reset"
+                    || (want_status != "*" && status.to_string() != want_status)
+                {
                     wrong.push(format!("status {status}, not {want_status}"));
                 }
                 if want_reason != "*" && reason != want_reason {
                     wrong.push(format!("reason {reason}, not {want_reason}"));
                 }
             }
-            None => wrong.push(format!("no HTTP answer: {response:?}")),
+            // A refusal without an answer is one, where any status is.
+            Answer::Reset if matches!(want_status, "reset" | "*") => {}
+            Answer::Nothing(_) if want_status == "*" => {}
+            Answer::Reset => wrong.push(format!("reset, not {want_status}")),
+            Answer::Nothing(what) => wrong.push(format!("no answer ({what}), not {want_status}")),
         }
         for condition in expect {
             let one = reached.first().filter(|_| reached.len() == 1);
@@ -465,9 +479,10 @@ async fn every_line_of_the_attack_corpus() {
                 Some(("target", path)) => one.is_some_and(|r| r.target == path),
                 Some(("hdr", pair)) => {
                     let (name, value) = pair.split_once('=').expect("hdr:NAME=VALUE");
+                    let value = unescape(value);
                     one.is_some_and(|r| {
                         let values: Vec<_> = r.headers.get_all(name).iter().collect();
-                        values.len() == 1 && values[0] == value
+                        values.len() == 1 && values[0].as_bytes() == value.as_slice()
                     })
                 }
                 Some(("nohdr", name)) => reached.iter().all(|r| !r.headers.contains_key(name)),
@@ -496,4 +511,264 @@ async fn every_line_of_the_attack_corpus() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_of_the_attack_corpus() {
+    let (gw, upstream, tokens) = start().await;
+    let host = gw.addr(0).to_string();
+    let cases = corpus("tests/attacks");
+    assert!(cases.len() >= 60, "the corpus has {} lines", cases.len());
+    // Every request first; then, once the upstream has settled, each line's conditions.
+    let mut answers = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let mut bytes = unescape(&expand(case, &host, &tokens));
+        let ends_head =
+            bytes.windows(4).any(|w| w == b"\r\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n");
+        if !ends_head {
+            bytes.extend_from_slice(b"Connection: close\r\n\r\n");
+        }
+        // The marker goes right after the request line.
+        let at = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        let marker = format!("{MARKER}: {index}\r\n");
+        bytes.splice(at..at, marker.bytes());
+        let response = raw_exchange(gw.addr(0), &bytes, Duration::from_secs(3)).await;
+        answers.push(match answer_of(&response) {
+            Some((status, reason)) => Answer::Status(status, reason),
+            None => Answer::Nothing(response),
+        });
+    }
+    settle(&upstream).await;
+    judge(&cases, &answers, &upstream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_of_the_http2_corpus() {
+    let (gw, upstream, tokens) = start().await;
+    let host = gw.addr(0).to_string();
+    let cases = corpus("tests/attacks/http2");
+    assert!(
+        cases.len() >= 20,
+        "the HTTP/2 corpus has {} lines",
+        cases.len()
+    );
+    let mut answers = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let request = expand(case, &host, &tokens);
+        let (mut fields, data) = raw_h2::parse_request(&request);
+        fields.push((MARKER.as_bytes().to_vec(), index.to_string().into_bytes()));
+        answers.push(raw_h2::exchange(gw.addr(0), &fields, data.as_deref()).await);
+    }
+    settle(&upstream).await;
+    judge(&cases, &answers, &upstream);
+}
+
+/// HTTP/2 written by hand (h2c with prior knowledge, RFC 9113 §3.3): the frames a real
+/// client library would refuse to send. Header blocks are HPACK literals without indexing
+/// (RFC 7541 §6.2.2), names and values exactly as the line gives them.
+mod raw_h2 {
+    use super::{Answer, unescape};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const DATA: u8 = 0x0;
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    const END_STREAM: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+    const ACK: u8 = 0x1;
+
+    /// Header fields as sent: name and value bytes.
+    pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// A line's request: header fields `name: value` separated by ` | `, and optionally a
+    /// last item `DATA <bytes>` (escapes as in the HTTP/1 corpus) sent as one DATA frame.
+    pub fn parse_request(text: &str) -> (Fields, Option<Vec<u8>>) {
+        let mut fields = Vec::new();
+        let mut data = None;
+        for item in text.split(" | ") {
+            if let Some(body) = item.strip_prefix("DATA ") {
+                data = Some(unescape(body));
+                continue;
+            }
+            // The name ends at the first ": " after its first byte (pseudo-headers start
+            // with a colon).
+            let at = item[1..].find(": ").map(|i| i + 1).expect("name: value");
+            fields.push((unescape(&item[..at]), unescape(&item[at + 2..])));
+        }
+        (fields, data)
+    }
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), first byte's high bits 0.
+    fn integer(value: usize, n: u32, out: &mut Vec<u8>) {
+        let max = (1usize << n) - 1;
+        if value < max {
+            out.push(value as u8);
+            return;
+        }
+        out.push(max as u8);
+        let mut rest = value - max;
+        while rest >= 128 {
+            out.push((rest % 128 + 128) as u8);
+            rest /= 128;
+        }
+        out.push(rest as u8);
+    }
+
+    fn header_block(fields: &Fields) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in fields {
+            out.push(0x00); // literal without indexing, new name
+            integer(name.len(), 7, &mut out);
+            out.extend_from_slice(name);
+            integer(value.len(), 7, &mut out);
+            out.extend_from_slice(value);
+        }
+        out
+    }
+
+    /// Sends one request on stream 1 and reads until its response ends, it is reset, the
+    /// connection goes away, or 3 s pass.
+    pub async fn exchange(
+        addr: SocketAddr,
+        fields: &Fields,
+        data: Option<&[u8]>,
+    ) -> Answer {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut out = PREFACE.to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &[]));
+        let headers_flags = END_HEADERS | if data.is_none() { END_STREAM } else { 0 };
+        out.extend(frame(HEADERS, headers_flags, 1, &header_block(fields)));
+        if let Some(body) = data {
+            out.extend(frame(DATA, END_STREAM, 1, body));
+        }
+        stream.write_all(&out).await.unwrap();
+        let read = async {
+            let (mut status, mut body) = (None, Vec::new());
+            loop {
+                let mut head = [0u8; 9];
+                if stream.read_exact(&mut head).await.is_err() {
+                    return status.map_or(Answer::Nothing("closed".into()), |s| {
+                        Answer::Status(s, reason(&body))
+                    });
+                }
+                let len =
+                    usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+                let (kind, flags) = (head[3], head[4]);
+                let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                let mut payload = vec![0u8; len];
+                if stream.read_exact(&mut payload).await.is_err() {
+                    return Answer::Nothing("closed mid-frame".into());
+                }
+                match kind {
+                    SETTINGS if flags & ACK == 0 => {
+                        let _ = stream.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                    }
+                    RST_STREAM if id == 1 => return Answer::Reset,
+                    GOAWAY if status.is_none() => return Answer::Reset,
+                    HEADERS if id == 1 && status.is_none() => {
+                        status = Some(status_of(&payload).expect("a :status first"));
+                    }
+                    DATA if id == 1 => body.extend_from_slice(&payload),
+                    _ => {}
+                }
+                if id == 1 && matches!(kind, HEADERS | DATA) && flags & END_STREAM != 0 {
+                    return Answer::Status(status.unwrap_or(0), reason(&body));
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(3), read)
+            .await
+            .unwrap_or(Answer::Nothing("no answer in 3 s".into()))
+    }
+
+    fn reason(body: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into())
+    }
+
+    /// The `:status` a response header block starts with: an indexed static-table entry
+    /// (RFC 7541 Appendix A, 8–14), or a literal with the `:status` name and a plain or
+    /// Huffman-coded three-digit value.
+    fn status_of(block: &[u8]) -> Option<u16> {
+        const INDEXED: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
+        let first = *block.first()?;
+        if first & 0x80 != 0 {
+            return INDEXED
+                .get(usize::from(first & 0x7f).checked_sub(8)?)
+                .copied();
+        }
+        let index = if first & 0x40 != 0 {
+            first & 0x3f
+        } else {
+            first & 0x0f
+        };
+        if !(8..=14).contains(&index) {
+            return None;
+        }
+        let (len_byte, value) = (*block.get(1)?, block.get(2..)?);
+        let value = value.get(..usize::from(len_byte & 0x7f))?;
+        let text = if len_byte & 0x80 == 0 {
+            String::from_utf8(value.to_vec()).ok()?
+        } else {
+            huffman_digits(value)?
+        };
+        text.parse().ok()
+    }
+
+    /// Decodes Huffman-coded decimal digits (RFC 7541 Appendix B: 0–2 are five bits
+    /// `000xx`, 3–9 six bits `011xxx`); `None` for anything else.
+    fn huffman_digits(bytes: &[u8]) -> Option<String> {
+        let bits: Vec<u8> = bytes
+            .iter()
+            .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+            .collect();
+        let value = |range: std::ops::Range<usize>| {
+            bits.get(range)
+                .map(|b| b.iter().fold(0u8, |acc, bit| acc << 1 | bit))
+        };
+        let (mut out, mut at) = (String::new(), 0);
+        while at + 5 <= bits.len() {
+            if bits[at..].iter().all(|b| *b == 1) {
+                break; // padding
+            }
+            match value(at..at + 2)? {
+                0 => {
+                    let digit = value(at + 2..at + 5)?;
+                    if digit > 2 {
+                        return None;
+                    }
+                    out.push(char::from(b'0' + digit));
+                    at += 5;
+                }
+                1 if value(at + 2..at + 3)? == 1 => {
+                    let digit = value(at + 3..at + 6)?;
+                    if digit == 0 {
+                        return None;
+                    }
+                    out.push(char::from(b'2' + digit));
+                    at += 6;
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
 }
