@@ -224,7 +224,7 @@ pub struct Issuer {
     pub spec: IssuerSpec,
     store: OnceLock<Arc<dyn Store>>,
     denylist: OnceLock<Arc<Denylist>>,
-    hasher: OnceLock<Hasher>,
+    hasher: OnceLock<Arc<Hasher>>,
     /// When each key (in `spec.keys` order) was first seen; read from the store once.
     first_seen: ArcSwapOption<Vec<i64>>,
     pub clock: Arc<Clock>,
@@ -305,11 +305,18 @@ impl Issuer {
         }
     }
 
-    /// Attaches the live store and its denylist (once, when the plan goes live) and reads the
-    /// key schedule, and the denylist when revocation is on and it was never read; a store
-    /// that cannot answer yet is asked again later (the schedule at the first token signed,
-    /// the denylist by its sync task, the issuer's tokens refused until then).
-    pub async fn attach(&self, store: Arc<dyn Store>, denylist: Arc<Denylist>) {
+    /// Attaches the live store, its denylist and the hashing pool (once, when the plan goes
+    /// live) and reads the key schedule, and the denylist when revocation is on and it was
+    /// never read; a store that cannot answer yet is asked again later (the schedule at the
+    /// first token signed, the denylist by its sync task, the issuer's tokens refused until
+    /// then).
+    pub async fn attach(
+        &self,
+        store: Arc<dyn Store>,
+        denylist: Arc<Denylist>,
+        hasher: Arc<Hasher>,
+    ) {
+        let _ = self.hasher.set(hasher);
         if let Some(every) = self.spec.revocation {
             denylist.want(every);
             if !denylist.is_loaded()
@@ -360,12 +367,14 @@ impl Issuer {
         self.events[event as usize].inc();
     }
 
+    /// The hashing pool `attach` gave (the registry's, kept across reloads); one of its own
+    /// for an issuer never attached.
     fn hasher(&self) -> Option<&Hasher> {
         if let Some(h) = self.hasher.get() {
             return Some(h);
         }
         let made = Hasher::new(self.spec.hashing_permits, self.spec.hashing_queue).ok()?;
-        Some(self.hasher.get_or_init(|| made))
+        Some(self.hasher.get_or_init(|| Arc::new(made)))
     }
 
     /// The public JWK set.

@@ -17,6 +17,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::issuer::denylist::Denylist;
+use crate::issuer::password::Hasher;
 use crate::issuer::store::{self as issuer_store, Retention, Store, StoreSpec};
 use crate::keys::store::{KeysSpec, ProviderKeys};
 use crate::metrics::RouteStats;
@@ -31,6 +32,8 @@ pub enum ResourceError {
     Keys { provider: String, reason: String },
     #[error("issuer store {location}: {reason}")]
     Store { location: String, reason: String },
+    #[error("issuer password hashing: {0}")]
+    Hashing(String),
 }
 
 /// Whether resources run their tasks: a gateway's do; `explain`'s do not (it makes no
@@ -57,7 +60,13 @@ struct Held {
     /// The issuer's store (its garbage collection runs while it is held) and the copy of its
     /// denylist (kept with it across reloads, so a reload never forgets a revocation).
     store: Option<(Entry<StoreSpec, dyn Store>, Arc<Denylist>)>,
+    /// The issuer's password-hashing threads, by (threads, queue): kept across reloads, so a
+    /// reload neither starts new threads (with new working buffers) nor runs two pools.
+    hasher: Option<(HashingSpec, Arc<Hasher>)>,
 }
+
+/// What a hashing pool is built from: its threads and its queue.
+pub type HashingSpec = (usize, usize);
 
 /// One live resource, the spec it was built from, and the stop signal of its tasks (sent by
 /// dropping the sender, when the entry leaves the registry).
@@ -78,6 +87,8 @@ pub struct Staging<'r> {
     routes: Vec<(Arc<str>, Arc<RouteStats>)>,
     /// The store the plan uses.
     store: Option<StagedStore>,
+    /// The hashing pool the plan uses.
+    hasher: Option<(HashingSpec, Arc<Hasher>)>,
 }
 
 /// The issuer's store a build uses, its denylist, and whether they are new.
@@ -120,6 +131,7 @@ impl Resources {
             keys: Vec::new(),
             routes: Vec::new(),
             store: None,
+            hasher: None,
         }
     }
 
@@ -248,6 +260,25 @@ impl Staging<'_> {
         Ok((live, denylist))
     }
 
+    /// The issuer's hashing pool of `spec`: the held one when it is the same, else new.
+    pub fn hasher(&mut self, spec: HashingSpec) -> Result<Arc<Hasher>, ResourceError> {
+        let held = self
+            .resources
+            .lock()
+            .hasher
+            .as_ref()
+            .filter(|(held, _)| *held == spec)
+            .map(|(_, live)| live.clone());
+        let live = match held {
+            Some(live) => live,
+            None => Arc::new(
+                Hasher::new(spec.0, spec.1).map_err(|e| ResourceError::Hashing(e.to_string()))?,
+            ),
+        };
+        self.hasher = Some((spec, live.clone()));
+        Ok(live)
+    }
+
     /// The first fetch of each new remote key store (not for a detached registry).
     pub async fn load(&self) -> Result<(), ResourceError> {
         if self.resources.mode == Mode::Detached {
@@ -315,6 +346,7 @@ impl Staging<'_> {
             Some(StagedStore { new: false, .. }) => {}
             None => held.store = None,
         }
+        held.hasher = self.hasher;
         held.routes.extend(self.routes);
         held.routes.retain(|name, _| routes.contains(&&**name));
         held.upstreams
@@ -349,5 +381,38 @@ async fn collect_garbage(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>)
             Ok(removed) => tracing::debug!(removed, "issuer store: garbage collected"),
             Err(e) => tracing::warn!(error = %e, "issuer store: garbage collection failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hashing_pool_is_kept_while_its_spec_is_unchanged() {
+        let resources = Resources::detached();
+        let build = |spec: Option<HashingSpec>| {
+            let mut staging = resources.stage();
+            let pool = spec.map(|s| staging.hasher(s).unwrap());
+            staging.install(&[], &[], &[]);
+            pool
+        };
+        let first = build(Some((2, 8))).unwrap();
+        // A reload with the same settings: the same threads (and their working buffers).
+        let again = build(Some((2, 8))).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // Other settings: a new pool, and the registry holds that one.
+        let other = build(Some((3, 8))).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Arc::ptr_eq(&other, &build(Some((3, 8))).unwrap()));
+        // A plan without the issuer lets it go (its threads end when the last user drops it).
+        assert!(build(None).is_none());
+        assert!(resources.lock().hasher.is_none());
+        // A build that is not installed changes nothing.
+        let mut staging = resources.stage();
+        let unused = staging.hasher((2, 8)).unwrap();
+        drop(staging);
+        assert!(resources.lock().hasher.is_none());
+        drop(unused);
     }
 }

@@ -110,7 +110,9 @@ impl Plan {
         staging.load().await?;
         if let Some(issuer) = &snapshot.issuer {
             let (store, denylist) = staging.store(&issuer.spec.store)?;
-            issuer.attach(store, denylist).await;
+            let hasher =
+                staging.hasher((issuer.spec.hashing_permits, issuer.spec.hashing_queue))?;
+            issuer.attach(store, denylist, hasher).await;
         }
         let upstreams: Vec<&str> = snapshot.upstreams.iter().map(|u| &*u.spec.name).collect();
         let providers: Vec<&str> = snapshot.providers.list().iter().map(|p| &*p.name).collect();
