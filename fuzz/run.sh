@@ -6,6 +6,10 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
+# FUZZ_BUILD sets the build (default "-O": optimised, AddressSanitizer). CI uses
+# "--dev -s none": an unoptimised build with debug assertions and overflow checks, quicker to
+# compile, for a smoke run.
+#
 # Needs a nightly toolchain and cargo-fuzz; says so and exits 3 when either is missing.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -26,14 +30,15 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   exit 3
 fi
 
-cargo +nightly fuzz build -O >/dev/null || exit 1
+read -r -a build <<<"${FUZZ_BUILD:--O}"
+cargo +nightly fuzz build "${build[@]}" >/dev/null || exit 1
 
 mkdir -p logs
 failed=0
 printf '%-16s %12s %10s %8s %8s  %s\n' target executions exec/s corpus cov result
 for target in "${targets[@]}"; do
   log="logs/$target.log"
-  cargo +nightly fuzz run -O "$target" "corpus/$target" -- \
+  cargo +nightly fuzz run "${build[@]}" "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 \
     >"$log" 2>&1
   status=$?

@@ -644,11 +644,7 @@ mod raw_h2 {
 
     /// Sends one request on stream 1 and reads until its response ends, it is reset, the
     /// connection goes away, or 3 s pass.
-    pub async fn exchange(
-        addr: SocketAddr,
-        fields: &Fields,
-        data: Option<&[u8]>,
-    ) -> Answer {
+    pub async fn exchange(addr: SocketAddr, fields: &Fields, data: Option<&[u8]>) -> Answer {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut out = PREFACE.to_vec();
         out.extend(frame(SETTINGS, 0, 0, &[]));
