@@ -26,20 +26,20 @@
 mod common;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::issuer::{COOKIE_NAME, users_file};
+use common::issuer::{COOKIE_NAME, cookie_of, users_file};
+use common::process::GatewayProcess;
 use common::{AUDIENCE, GatewayYaml, ISSUER, TestJwks, TestKey, Workdir, claims_with, mint};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 
 /// What one request is, and what it must get.
@@ -241,7 +241,7 @@ async fn run(o: Options) -> Result<bool, String> {
     users_file(&work);
     let jwks_uri = jwks.jwks_uri();
     let config = write_config(&work, &jwks_uri, &upstream, 0);
-    let gateway = Gateway::start(&o.bin, &config).await?;
+    let gateway = GatewayProcess::start(&o.bin, &config).await?;
     println!(
         "soak: gateway pid {} at {}, admin {}; {} s, {} connections",
         gateway.child.id(),
@@ -522,15 +522,7 @@ async fn answer(
         }
     };
     let code = response.status().as_u16();
-    let cookie = response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|line| line.strip_prefix(&format!("{COOKIE_NAME}=")))
-        .and_then(|rest| rest.split(';').next())
-        .filter(|v| !v.is_empty())
-        .map(str::to_string);
+    let cookie = cookie_of(&response);
     let body: Option<Value> = response.json().await.ok();
     tally.record(kind, Ok(code));
     let token = body?.get("access_token")?.as_str()?.to_string();
@@ -641,79 +633,6 @@ async fn reload(http: &reqwest::Client, admin: &str) -> Result<(), String> {
     match body["result"].as_str() {
         Some("applied") if code == 200 => Ok(()),
         _ => Err(format!("{code}: {body}")),
-    }
-}
-
-/// The gateway process, killed on drop.
-struct Gateway {
-    child: Child,
-    url: String,
-    admin: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    /// Starts `bin run --config config` and waits (at most 30 s) until it announces both
-    /// listeners.
-    async fn start(bin: &Path, config: &Path) -> Result<Gateway, String> {
-        let mut child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", bin.display()))?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let announced = tokio::task::spawn_blocking(move || {
-            let mut lines = BufReader::new(stderr).lines();
-            let (mut proxy, mut admin) = (None, None);
-            for line in lines.by_ref().map_while(Result::ok) {
-                let Some(at) = line.find("address=") else {
-                    continue;
-                };
-                let address = line[at + "address=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_string);
-                if !line.contains("listening") {
-                    continue;
-                }
-                if line.contains("admin") {
-                    admin = address;
-                } else {
-                    proxy = address;
-                }
-                if proxy.is_some() && admin.is_some() {
-                    break;
-                }
-            }
-            // Keep draining (warnings, reloads), so the process never blocks on a full pipe.
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    if line.contains("WARN") || line.contains("ERROR") {
-                        eprintln!("gateway: {line}");
-                    }
-                }
-            });
-            proxy.zip(admin)
-        });
-        let found = tokio::time::timeout(Duration::from_secs(30), announced)
-            .await
-            .map_err(|_| "the gateway did not announce its listeners within 30 s".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (proxy, admin) = found.ok_or("the gateway exited before listening")?;
-        Ok(Gateway {
-            child,
-            url: format!("http://{proxy}"),
-            admin: format!("http://{admin}"),
-        })
     }
 }
 

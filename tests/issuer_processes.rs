@@ -7,66 +7,21 @@ mod common;
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::issuer::{COOKIE_NAME, users_file};
+use common::issuer::{COOKIE_NAME, cookie_of, users_file};
+use common::process::GatewayProcess;
 use common::{GatewayYaml, TestUpstream, Workdir};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-/// A gateway process, killed on drop.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `portcullis run --config config` and waits (at most 30 s) for it to announce its
-/// proxy listener's address.
-async fn start(config: &std::path::Path) -> Process {
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let announced = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        let address = lines.by_ref().map_while(Result::ok).find_map(|line| {
-            let proxy = line.contains("listening") && !line.contains("admin listening");
-            let at = line.find("address=").filter(|_| proxy)?;
-            Some(
-                line[at + "address=".len()..]
-                    .split_whitespace()
-                    .next()?
-                    .to_string(),
-            )
-        });
-        // Keep draining, so the process never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        address
-    });
-    let address = tokio::time::timeout(Duration::from_secs(30), announced)
+/// Starts `portcullis run --config config`.
+async fn start(config: &std::path::Path) -> GatewayProcess {
+    GatewayProcess::start(std::path::Path::new(BIN), config)
         .await
-        .expect("the gateway announces its address within 30 s")
         .unwrap()
-        .expect("the gateway exited before listening");
-    Process {
-        child,
-        url: format!("http://{address}"),
-    }
 }
 
 fn client() -> reqwest::Client {
@@ -79,7 +34,7 @@ fn client() -> reqwest::Client {
 
 async fn post(
     http: &reqwest::Client,
-    gateway: &Process,
+    gateway: &GatewayProcess,
     path: &str,
     cookie: Option<&str>,
     body: Value,
@@ -94,19 +49,11 @@ async fn post(
     request.send().await.unwrap()
 }
 
-fn cookie_of(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|line| line.strip_prefix(&format!("{COOKIE_NAME}=")))
-        .and_then(|rest| rest.split(';').next())
-        .filter(|value| !value.is_empty())
-        .map(str::to_string)
-}
-
-async fn login(http: &reqwest::Client, gateway: &Process, password: &str) -> reqwest::Response {
+async fn login(
+    http: &reqwest::Client,
+    gateway: &GatewayProcess,
+    password: &str,
+) -> reqwest::Response {
     post(
         http,
         gateway,

@@ -138,6 +138,19 @@ impl Setup {
 }
 
 /// The refresh cookie's value and its whole `Set-Cookie` line.
+/// The refresh cookie's value a response sets (`None`: none, or one that clears it).
+pub fn cookie_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|line| line.strip_prefix(&format!("{COOKIE_NAME}=")))
+        .and_then(|rest| rest.split(';').next())
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+}
+
 pub fn refresh_cookie(response: &reqwest::Response) -> (String, String) {
     let line = response
         .headers()

@@ -4,6 +4,7 @@
 
 mod config;
 pub mod issuer;
+pub mod process;
 #[allow(unused_imports)]
 pub use config::{GatewayYaml, indent};
 
