@@ -29,7 +29,8 @@ const RFC8037_SIGNATURE: &str =
 const A3_NOW: f64 = 1_300_819_000.0;
 
 fn providers(document: &str, algorithms: &[Algorithm]) -> Providers {
-    let keys = jwks::parse(document.as_bytes(), algorithms, false)
+    let symmetric = algorithms.iter().any(|a| matches!(a, Algorithm::HS256));
+    let keys = jwks::parse(document.as_bytes(), algorithms, symmetric)
         .unwrap()
         .keys;
     Providers::new(vec![Provider {
@@ -368,4 +369,64 @@ fn wycheproof_valid_vectors_verify_and_invalid_ones_never_do() {
         total += valid + invalid + acceptable;
     }
     assert!(total > 1000, "{total} vectors");
+}
+
+/// RFC 7515 A.1 (HS256, with the key of A.1.1), A.2 (RS256, the key of A.2.1) and A.5 (the
+/// unsecured JWS): the same claims as A.3.
+const RFC7515_A1_JWK: &str = r#"{"keys":[{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}]}"#;
+const RFC7515_A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const RFC7515_A2_JWK: &str = concat!(
+    r#"{"keys":[{"kty":"RSA","e":"AQAB","n":""#,
+    "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddx",
+    "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMs",
+    "D1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSH",
+    "SXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdV",
+    "MTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8",
+    r#"NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"}]}"#
+);
+const RFC7515_A2_JWS: &str = concat!(
+    "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.",
+    "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5",
+    "jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb",
+    "1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QO",
+    "YEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw"
+);
+const RFC7515_A5_JWS: &str = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.";
+
+#[test]
+fn rfc7515_a1_a2_are_accepted_exactly_under_their_algorithm_and_a5_never() {
+    for (jwk, jws, alg, other) in [
+        (
+            RFC7515_A1_JWK,
+            RFC7515_A1_JWS,
+            Algorithm::HS256,
+            Algorithm::RS256,
+        ),
+        (
+            RFC7515_A2_JWK,
+            RFC7515_A2_JWS,
+            Algorithm::RS256,
+            Algorithm::PS256,
+        ),
+    ] {
+        let allowed = providers(jwk, &[alg]);
+        let verified = verify_once(jws, &allowed, None, 8192, A3_NOW)
+            .unwrap_or_else(|f| panic!("{alg:?} refused: {:?}", f.error));
+        assert_eq!(verified.claims["iss"], "joe");
+        let refused = verify_once(jws, &providers(jwk, &[other]), None, 8192, A3_NOW).unwrap_err();
+        assert_eq!(refused.error, TokenError::AlgorithmNotAllowed, "{alg:?}");
+        let tampered = flipped(jws, 3);
+        let refused = verify_once(&tampered, &allowed, None, 8192, A3_NOW).unwrap_err();
+        assert_eq!(refused.error, TokenError::BadSignature, "{alg:?}");
+    }
+    // The unsecured JWS is refused whatever the provider allows (more `alg: none` shapes:
+    // tests/attacks/tokens-algorithm.tsv).
+    for (jwk, alg) in [
+        (RFC7515_A1_JWK, Algorithm::HS256),
+        (RFC7515_A2_JWK, Algorithm::RS256),
+    ] {
+        let refused = verify_once(RFC7515_A5_JWS, &providers(jwk, &[alg]), None, 8192, A3_NOW);
+        // Its empty signature segment is refused at the screen, before `alg` is read.
+        assert_eq!(refused.unwrap_err().error, TokenError::Malformed);
+    }
 }
