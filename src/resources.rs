@@ -1,5 +1,6 @@
 //! The registry of live things that outlive a snapshot: upstreams (connection pools, health
-//! checks, idle sweeps) and providers' key stores (fetched keys, refresher).
+//! checks, idle sweeps), providers' key stores (fetched keys, refresher), and the issuer's
+//! store with its denylist and its password-hashing threads.
 //!
 //! Each is kept under its name with the spec it was built from. A build (`stage`, as
 //! `state::Plan::go_live` does) reuses every resource whose spec is unchanged, creates the
