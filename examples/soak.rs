@@ -303,8 +303,17 @@ async fn run(o: Options) -> Result<bool, String> {
         }));
     }
     {
+        // A connection per admin call: the admin listener closes a keep-alive connection
+        // idle for its header-read timeout (10 s), and a POST on a connection closing under
+        // it is lost, not retried.
+        let admin_client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
         let (http, admin, stop, reloads, failed) = (
-            http.clone(),
+            admin_client,
             gateway.admin.clone(),
             stop.clone(),
             reloads.clone(),
